@@ -323,6 +323,14 @@ func (j *Journal) LastSeq() uint64 {
 	return j.synced
 }
 
+// FirstSeq is the sequence number of the oldest record still in the journal (or of the
+// next one, when it holds none).
+func (j *Journal) FirstSeq() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.segs[0].first
+}
+
 // Size is the bytes the journal's segments take on disk.
 func (j *Journal) Size() int64 {
 	j.mu.Lock()

@@ -1,0 +1,210 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Version, Commit and BuildDate are stamped at build time with -ldflags -X.
+var (
+	Version   = "dev"
+	Commit    = "unknown"
+	BuildDate = "unknown"
+)
+
+// Status is what /status serves and `mmreplicate status` prints.
+type Status struct {
+	Host       string         `json:"host"`
+	Version    string         `json:"version"`
+	Started    time.Time      `json:"started"`
+	Journal    JournalStatus  `json:"journal"`
+	Sources    []SourceStatus `json:"sources"`
+	Sinks      []SinkStatus   `json:"sinks"`
+	Overflows  uint64         `json:"inotify_overflows"`
+	Skipped    uint64         `json:"files_skipped"`
+	CaptureErr uint64         `json:"capture_errors"`
+}
+
+// JournalStatus describes the local journal.
+type JournalStatus struct {
+	Dir           string `json:"dir"`
+	Bytes         int64  `json:"bytes"`
+	LastSeq       uint64 `json:"last_seq"`
+	PublishedSeq  uint64 `json:"published_seq"`
+	PublishErrors uint64 `json:"publish_errors"`
+	Full          bool   `json:"full"`
+}
+
+// SourceStatus describes one source.
+type SourceStatus struct {
+	Name       string    `json:"name"`
+	Files      int       `json:"files_watched"`
+	LastChange time.Time `json:"last_change,omitzero"`
+}
+
+// SinkStatus describes one sink.
+type SinkStatus struct {
+	Name              string    `json:"name"`
+	Target            string    `json:"target"`
+	StoredSeq         uint64    `json:"stored_seq"`
+	BacklogRecords    uint64    `json:"backlog_records"`
+	LastSuccess       time.Time `json:"last_success,omitzero"`
+	Errors            uint64    `json:"errors"`
+	LossWindowSeconds float64   `json:"loss_window_seconds"`
+}
+
+func (d *daemon) status() Status {
+	ov, sk, ce := d.watch.Counters()
+	s := Status{Host: d.cfg.Host, Version: Version, Started: d.started, Overflows: ov, Skipped: sk, CaptureErr: ce,
+		Journal: JournalStatus{Dir: d.j.Dir(), Bytes: d.j.Size(), LastSeq: d.j.LastSeq(), PublishedSeq: d.pub.Next() - 1,
+			PublishErrors: d.pub.Errors(), Full: d.watch.JournalFull()}}
+	for _, st := range d.watch.Stats() {
+		s.Sources = append(s.Sources, SourceStatus{Name: st.Name, Files: st.Files, LastChange: st.LastChange})
+	}
+	for i, w := range d.workers {
+		ws := w.Stats()
+		ss := SinkStatus{Name: ws.Sink, Target: d.targets[i], StoredSeq: ws.StoredSeq, LastSuccess: ws.LastSuccess, Errors: ws.Errors}
+		if s.Journal.LastSeq > ws.StoredSeq {
+			ss.BacklogRecords = s.Journal.LastSeq - ws.StoredSeq
+		}
+		ss.LossWindowSeconds = d.lossWindow(ws.StoredSeq)
+		s.Sinks = append(s.Sinks, ss)
+	}
+	return s
+}
+
+// lossWindow is the age of the oldest record the sink has not stored yet: what a host
+// lost at this instant would cost.
+func (d *daemon) lossWindow(stored uint64) float64 {
+	if stored >= d.j.LastSeq() {
+		return 0
+	}
+	r := d.j.NewReader(max(stored+1, d.j.FirstSeq()))
+	defer r.Close()
+	recs, err := r.Read(1)
+	if err != nil || len(recs) == 0 {
+		return 0
+	}
+	return time.Since(recs[0].CaptureTime()).Seconds()
+}
+
+// collector exposes the daemon's figures as Prometheus metrics, read at scrape time.
+type collector struct{ d *daemon }
+
+var (
+	mJournalBytes  = prometheus.NewDesc("mmreplicate_journal_bytes", "Bytes of the local journal on disk.", nil, nil)
+	mJournalSeq    = prometheus.NewDesc("mmreplicate_journal_last_sequence", "Sequence number of the newest durable record.", nil, nil)
+	mJournalFull   = prometheus.NewDesc("mmreplicate_journal_full", "1 while the journal refuses appends for lack of space.", nil, nil)
+	mPublished     = prometheus.NewDesc("mmreplicate_published_sequence", "Sequence number of the newest record acknowledged by NATS.", nil, nil)
+	mPubErrors     = prometheus.NewDesc("mmreplicate_publish_errors_total", "Failed publish attempts.", nil, nil)
+	mFiles         = prometheus.NewDesc("mmreplicate_source_files_watched", "Files watched per source.", []string{"source"}, nil)
+	mLastChange    = prometheus.NewDesc("mmreplicate_source_last_change_timestamp_seconds", "Time of the last change captured per source.", []string{"source"}, nil)
+	mBacklog       = prometheus.NewDesc("mmreplicate_sink_backlog_records", "Records journaled but not yet stored by the sink.", []string{"sink"}, nil)
+	mSinkErrors    = prometheus.NewDesc("mmreplicate_sink_errors_total", "Failed sink writes.", []string{"sink"}, nil)
+	mLastSuccess   = prometheus.NewDesc("mmreplicate_sink_last_success_timestamp_seconds", "Time of the sink's last successful write.", []string{"sink"}, nil)
+	mLossWindow    = prometheus.NewDesc("mmreplicate_sink_loss_window_seconds", "Age of the oldest record the sink has not stored.", []string{"sink"}, nil)
+	mOverflows     = prometheus.NewDesc("mmreplicate_inotify_overflows_total", "Inotify queue overflows (each triggers a full rescan).", nil, nil)
+	mSkipped       = prometheus.NewDesc("mmreplicate_files_skipped_total", "Files not replicated (unsupported kind, bad name).", nil, nil)
+	mCaptureErrors = prometheus.NewDesc("mmreplicate_capture_errors_total", "Files that could not be read.", nil, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.d.status()
+	g := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	cnt := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	g(mJournalBytes, float64(s.Journal.Bytes))
+	g(mJournalSeq, float64(s.Journal.LastSeq))
+	g(mJournalFull, b2f(s.Journal.Full))
+	g(mPublished, float64(s.Journal.PublishedSeq))
+	cnt(mPubErrors, float64(s.Journal.PublishErrors))
+	for _, src := range s.Sources {
+		g(mFiles, float64(src.Files), src.Name)
+		g(mLastChange, unix(src.LastChange), src.Name)
+	}
+	for _, sk := range s.Sinks {
+		g(mBacklog, float64(sk.BacklogRecords), sk.Name)
+		cnt(mSinkErrors, float64(sk.Errors), sk.Name)
+		g(mLastSuccess, unix(sk.LastSuccess), sk.Name)
+		g(mLossWindow, sk.LossWindowSeconds, sk.Name)
+	}
+	cnt(mOverflows, float64(s.Overflows))
+	cnt(mSkipped, float64(s.Skipped))
+	cnt(mCaptureErrors, float64(s.CaptureErr))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+// startHTTP serves /healthz, /status and /metrics on http.listen.
+func (d *daemon) startHTTP() (func(), error) {
+	if !d.cfg.HTTP.Enabled() {
+		return func() {}, nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(d.status())
+	})
+	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server", "err", err)
+		}
+	}()
+	d.log.Info("http listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// notifyReady tells systemd (Type=notify) that the daemon is up, when run under it.
+func notifyReady() {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte("READY=1"))
+}

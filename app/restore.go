@@ -1,0 +1,52 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/mmreplicate/mmreplicate/config"
+	"github.com/mmreplicate/mmreplicate/restore"
+	"github.com/mmreplicate/mmreplicate/timespec"
+)
+
+// RestoreOptions are the flags of `mmreplicate restore`.
+type RestoreOptions struct {
+	Config   *config.Config
+	At       string
+	To       string
+	Host     string
+	Sources  []string
+	Paths    []string
+	DryRun   bool
+	Parallel int
+	From     string
+	Force    bool
+	Out      io.Writer
+	Log      *slog.Logger
+}
+
+// Restore is `mmreplicate restore`.
+func Restore(ctx context.Context, o RestoreOptions) error {
+	at, latest, err := timespec.Parse(o.At, time.Now())
+	if err != nil {
+		return fmt.Errorf("%w: --at: %w", ErrUsage, err)
+	}
+	if o.To == "" && !o.DryRun {
+		return fmt.Errorf("%w: --to DIR is required", ErrUsage)
+	}
+	host := o.Host
+	if host == "" {
+		host = o.Config.Host
+	}
+	st, name, err := openFirstAnswering(ctx, o.Config, o.From)
+	if err != nil {
+		return err
+	}
+	o.Log.Info("restoring", "host", host, "from", name, "store", st.String(), "at", o.At)
+	_, err = restore.Run(ctx, restore.Options{Store: st, Host: host, At: at, Latest: latest, To: o.To,
+		Sources: o.Sources, Paths: o.Paths, DryRun: o.DryRun, Force: o.Force, Parallel: o.Parallel, Out: o.Out, Log: o.Log})
+	return err
+}

@@ -1,0 +1,302 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mmreplicate/mmreplicate/config"
+	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/journal/natsbus"
+	"github.com/mmreplicate/mmreplicate/objstore"
+	"github.com/mmreplicate/mmreplicate/sinks"
+	s3sink "github.com/mmreplicate/mmreplicate/sinks/s3"
+	"github.com/mmreplicate/mmreplicate/watcher"
+)
+
+// RunOptions configure the daemon.
+type RunOptions struct {
+	Config *config.Config
+	Log    *slog.Logger
+	Out    io.Writer // start-up banner
+	// DrainTimeout bounds how long shutdown waits for the publisher and sinks to store
+	// what the journal holds; records left over stay in the journal for the next start.
+	DrainTimeout time.Duration
+}
+
+// daemon is one running `mmreplicate run`.
+type daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	j       *journal.Journal
+	ns      *server.Server
+	pub     *natsbus.Publisher
+	workers []*sinks.Worker
+	targets []string
+	watch   *watcher.Watcher
+	started time.Time
+}
+
+// Run is `mmreplicate run`: it returns nil after a clean shutdown when ctx ends.
+func Run(ctx context.Context, o RunOptions) error {
+	cfg := o.Config
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if err := cfg.CheckSources(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d := &daemon{cfg: cfg, log: o.Log, started: time.Now()}
+
+	stores := make([]objstore.Store, len(cfg.S3))
+	var lastSeq uint64
+	var lastTime time.Time
+	startAfter := make([]uint64, len(cfg.S3))
+	for i, t := range cfg.S3 {
+		st, err := openStore(ctx, t)
+		if err != nil {
+			return err
+		}
+		if err := st.Check(ctx); err != nil {
+			return fmt.Errorf("s3 target %s (%s): %w", t.Name, st, err)
+		}
+		seq, tm, err := s3sink.Last(ctx, st, cfg.Host)
+		if err != nil {
+			return fmt.Errorf("s3 target %s: %w", t.Name, err)
+		}
+		stores[i], startAfter[i] = st, seq
+		if seq > lastSeq {
+			lastSeq, lastTime = seq, tm
+		}
+	}
+	// A host rebuilt from its store continues the numbering and the clock of the lost one,
+	// so its records never collide with what the store already holds.
+	d.j, err = journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{
+		MaxBytes: cfg.Journal.MaxBytes, FirstSeq: lastSeq + 1, MinTime: lastTime, Logger: o.Log})
+	if err != nil {
+		return err
+	}
+	defer d.j.Close()
+	if d.j.LastSeq() < lastSeq && d.j.FirstSeq() <= lastSeq {
+		d.log.Warn("the store holds records newer than this journal: another daemon with the same host name may be writing to it", "host", cfg.Host, "store_seq", lastSeq, "journal_seq", d.j.LastSeq())
+	}
+
+	nc, js, err := d.connect()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		nc.Drain()
+		if d.ns != nil {
+			d.ns.Shutdown()
+			d.ns.WaitForShutdown()
+		}
+	}()
+	names := make([]string, len(cfg.S3))
+	for i, t := range cfg.S3 {
+		names[i] = "s3-" + t.Name
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	stream, err := setupWithRetry(setupCtx, js, cfg, names, d.log)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	d.pub = &natsbus.Publisher{J: d.j, JS: js, NC: nc, Host: cfg.Host, CursorDir: cfg.DataDir, Log: d.log.With("component", "publisher")}
+	for i, t := range cfg.S3 {
+		cons, err := stream.Consumer(ctx, natsbus.ConsumerName(cfg.Host, names[i]))
+		if err != nil {
+			return fmt.Errorf("nats: consumer %s: %w", names[i], err)
+		}
+		d.workers = append(d.workers, &sinks.Worker{
+			Sink:     &s3sink.Sink{Store: stores[i], Host: cfg.Host, Target: t.Name},
+			Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes),
+			Log: d.log.With("component", "sink", "sink", names[i]), StartAfter: startAfter[i],
+		})
+		d.targets = append(d.targets, stores[i].String())
+	}
+	d.watch, err = watcher.New(watcher.Options{Sources: cfg.Sources, Journal: d.j,
+		StateFile: filepath.Join(cfg.DataDir, "watch-state.json"), Ignore: []string{cfg.DataDir}, Log: d.log})
+	if err != nil {
+		return err
+	}
+	return d.serve(ctx, o)
+}
+
+// serve runs every component until ctx ends, then shuts down in order so that what was
+// captured reaches the store: watcher, then publisher, then sinks.
+func (d *daemon) serve(ctx context.Context, o RunOptions) error {
+	stop := context.WithoutCancel(ctx)
+	watchCtx, stopWatch := context.WithCancel(stop)
+	pubCtx, stopPub := context.WithCancel(stop)
+	sinkCtx, stopSinks := context.WithCancel(stop)
+	defer stopSinks()
+	defer stopPub()
+	defer stopWatch()
+
+	errc := make(chan error, 8)
+	var sinkWG, pubWG sync.WaitGroup
+	for _, w := range d.workers {
+		sinkWG.Add(1)
+		go func() { defer sinkWG.Done(); errc <- w.Run(sinkCtx) }()
+	}
+	pubWG.Add(1)
+	go func() { defer pubWG.Done(); errc <- d.pub.Run(pubCtx) }()
+	httpStop, err := d.startHTTP()
+	if err != nil {
+		return err
+	}
+	defer httpStop()
+	go d.releaseLoop(sinkCtx)
+	ready := make(chan struct{})
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- d.watch.Run(watchCtx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+		fmt.Fprintf(o.Out, "mmreplicate %s: host %s, %d sources, journal %s, nats %s, objects land in %v\n",
+			Version, d.cfg.Host, len(d.cfg.Sources), d.j.Dir(), d.natsName(), d.targets)
+		d.log.Info("running", "host", d.cfg.Host, "sources", len(d.cfg.Sources), "targets", d.targets)
+		notifyReady()
+	case err := <-watchDone:
+		return err
+	case <-ctx.Done():
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		d.log.Error("component failed; shutting down", "err", runErr)
+	}
+	stopWatch()
+	if err := <-watchDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	last := d.j.LastSeq()
+	deadline := time.Now().Add(o.DrainTimeout)
+	for d.pub.Next() <= last && time.Now().Before(deadline) && runErr == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopPub()
+	pubWG.Wait()
+	drained := true
+	for _, w := range d.workers {
+		if !w.Drain(min(last, d.pub.Next()-1), time.Until(deadline)) {
+			drained = false
+		}
+	}
+	stopSinks()
+	sinkWG.Wait()
+	_ = journal.WriteCursor(d.cfg.DataDir, natsbus.CursorName, d.pub.Next())
+	if !drained || d.pub.Next() <= last {
+		d.log.Warn("shutdown before every record reached the store; the journal keeps them for the next start", "journal_seq", last, "published_below", d.pub.Next())
+	} else {
+		d.log.Info("stopped; every captured record is in the store", "last_seq", last)
+	}
+	return runErr
+}
+
+// releaseLoop deletes journal segments that the publisher and every in-process sink are
+// done with: NATS is a transport, not the only copy.
+func (d *daemon) releaseLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		upTo := d.pub.Next()
+		for _, w := range d.workers {
+			upTo = min(upTo, w.StoredSeq()+1)
+		}
+		if err := d.j.Release(upTo); err != nil {
+			d.log.Warn("journal release", "err", err)
+		}
+	}
+}
+
+func (d *daemon) natsName() string {
+	if d.ns != nil {
+		return "embedded"
+	}
+	return d.cfg.NATS.URL
+}
+
+func (d *daemon) connect() (*nats.Conn, jetstream.JetStream, error) {
+	if d.cfg.NATS.URL == "" {
+		ns, err := natsbus.StartEmbedded(filepath.Join(d.cfg.DataDir, "nats"), d.log)
+		if err != nil {
+			return nil, nil, err
+		}
+		d.ns = ns
+	}
+	nc, err := natsbus.Connect(d.cfg.NATS.URL, d.cfg.NATS.Creds, d.ns, "mmreplicate "+d.cfg.Host, d.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats: %w", err)
+	}
+	return nc, js, nil
+}
+
+// setupWithRetry creates the stream and consumers, waiting for an external server that is
+// not up yet.
+func setupWithRetry(ctx context.Context, js jetstream.JetStream, cfg *config.Config, names []string, log *slog.Logger) (jetstream.Stream, error) {
+	for {
+		st, err := natsbus.Setup(ctx, js, cfg.Host, cfg.NATS.MaxBytes, names)
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (is nats.url %q reachable?)", err, cfg.NATS.URL)
+		}
+		log.Warn("nats not ready; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// lockDataDir keeps a second daemon off the same journal.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data_dir %s is in use by another mmreplicate run", dir)
+		}
+		return nil, fmt.Errorf("data_dir %s: lock: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,63 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mmreplicate/mmreplicate/config"
+)
+
+// ErrNotRunning is returned by status when no daemon answers on http.listen.
+var ErrNotRunning = errors.New("no daemon running")
+
+// PrintStatus is `mmreplicate status`: it asks the running daemon over its HTTP endpoint.
+func PrintStatus(ctx context.Context, cfg *config.Config, asJSON bool, out io.Writer) error {
+	if !cfg.HTTP.Enabled() {
+		return fmt.Errorf("%w: http.listen is off, so status cannot reach the daemon", ErrUsage)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.HTTP.Listen+"/status", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w on %s (is `mmreplicate run` started with this config?): %v", ErrNotRunning, cfg.HTTP.Listen, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status from %s: %s %v", cfg.HTTP.Listen, resp.Status, err)
+	}
+	if asJSON {
+		_, err := out.Write(body)
+		return err
+	}
+	var s Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return fmt.Errorf("status from %s: %w", cfg.HTTP.Listen, err)
+	}
+	fmt.Fprintf(out, "host %s, mmreplicate %s, up since %s\n", s.Host, s.Version, s.Started.Format(time.RFC3339))
+	fmt.Fprintf(out, "journal %s: %d bytes, last seq %d, published %d, full %v\n\n", s.Journal.Dir, s.Journal.Bytes, s.Journal.LastSeq, s.Journal.PublishedSeq, s.Journal.Full)
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tFILES\tLAST CHANGE")
+	for _, src := range s.Sources {
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", src.Name, src.Files, ago(src.LastChange))
+	}
+	fmt.Fprintln(tw, "\nSINK\tBACKLOG\tLAST UPLOAD\tERRORS\tLOSS WINDOW\tTARGET")
+	for _, sk := range s.Sinks {
+		fmt.Fprintf(tw, "%s\t%d records\t%s\t%d\t%.1fs\t%s\n", sk.Name, sk.BacklogRecords, ago(sk.LastSuccess), sk.Errors, sk.LossWindowSeconds, sk.Target)
+	}
+	return tw.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return fmt.Sprintf("%s (%s ago)", t.Format(time.RFC3339), time.Since(t).Round(time.Second))
+}

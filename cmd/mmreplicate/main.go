@@ -1,0 +1,204 @@
+// Command mmreplicate continuously replicates an AI-agent host's sessions, workspaces and
+// memory databases to S3-compatible storage. This file only turns flags into options; the
+// work is done in package app.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mmreplicate/mmreplicate/app"
+	"github.com/mmreplicate/mmreplicate/config"
+)
+
+const usage = `mmreplicate: continuous replication of an AI-agent host to S3
+
+usage: mmreplicate COMMAND [flags]
+
+commands:
+  run             the daemon: watch, journal, publish, upload
+  restore         rebuild files as they were at a time: --at TIME --to DIR
+  status          what the running daemon is doing (--json)
+  check-config    validate the config file
+  version         print version, commit and build date
+
+every command takes --config FILE (default $MMREPLICATE_CONFIG or /etc/mmreplicate/mmreplicate.yml)
+run 'mmreplicate COMMAND -h' for the flags of a command
+`
+
+// exitError carries an exit status with its message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := dispatch(ctx, args[0], args[1:], stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	code := 1
+	var ee exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if errors.Is(err, config.ErrInvalid) || errors.Is(err, app.ErrUsage) {
+		code = 2
+	}
+	fmt.Fprintf(stderr, "mmreplicate %s: %s\n", args[0], oneLine(err))
+	return code
+}
+
+// oneLine keeps every error to a single line, as operators and scripts expect.
+func oneLine(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "usage: ")
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+}
+
+// flags is a command's flag set with the shared --config flag.
+type flags struct {
+	*flag.FlagSet
+	config  *string
+	verbose *bool
+}
+
+func newFlags(name, synopsis string, stderr io.Writer) flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mmreplicate %s\n\nflags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return flags{FlagSet: fs,
+		config:  fs.String("config", config.DefaultPath(), "config file"),
+		verbose: fs.Bool("verbose", false, "log debug detail")}
+}
+
+func (f flags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitError{2, err}
+	}
+	if f.NArg() > 0 {
+		return exitError{2, fmt.Errorf("unexpected argument %q", f.Arg(0))}
+	}
+	return nil
+}
+
+func (f flags) logger(stderr io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if *f.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	switch cmd {
+	case "version":
+		f := newFlags("version", "version", stderr)
+		if err := f.parse(args); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "mmreplicate %s (commit %s, built %s)\n", app.Version, app.Commit, app.BuildDate)
+		return nil
+	case "check-config":
+		f := newFlags("check-config", "check-config [--config FILE]", stderr)
+		if err := f.parse(args); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return err
+		}
+		if err := cfg.CheckSources(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "config %s is valid: host %s, %d sources, %d S3 targets\n", cfg.Path, cfg.Host, len(cfg.Sources), len(cfg.S3))
+		return nil
+	case "run":
+		f := newFlags("run", "run [--config FILE]", stderr)
+		if err := f.parse(args); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return err
+		}
+		return app.Run(ctx, app.RunOptions{Config: cfg, Log: f.logger(stderr), Out: stdout})
+	case "restore":
+		return restoreCmd(ctx, args, stdout, stderr)
+	case "status":
+		f := newFlags("status", "status [--json]", stderr)
+		asJSON := f.Bool("json", false, "print the daemon's status as JSON")
+		if err := f.parse(args); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return err
+		}
+		return app.PrintStatus(ctx, cfg, *asJSON, stdout)
+	}
+	return exitError{2, fmt.Errorf("unknown command %q (run 'mmreplicate help')", cmd)}
+}
+
+func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("restore", "restore --at TIME --to DIR [flags]", stderr)
+	var o app.RestoreOptions
+	var sources, paths multi
+	f.StringVar(&o.At, "at", "", "TIME: RFC 3339 (2026-11-26T18:00:00Z), latest, or a negative duration (-90s)")
+	f.StringVar(&o.To, "to", "", "folder to write DIR/<source>/<path> into")
+	f.StringVar(&o.Host, "host", "", "host whose state to restore (default: the config's host)")
+	f.Var(&sources, "source", "restore only this source (repeatable)")
+	f.Var(&paths, "path", "restore only paths matching this glob (repeatable)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan (files, bytes, objects) without writing")
+	f.IntVar(&o.Parallel, "parallel", 8, "objects fetched at once")
+	f.StringVar(&o.From, "from", "", "S3 target to read (default: the first that answers)")
+	f.BoolVar(&o.Force, "force", false, "write into a folder that is not empty")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if o.At == "" {
+		return exitError{2, errors.New("--at TIME is required: RFC 3339 (2026-11-26T18:00:00Z), latest, or a negative duration (-90s)")}
+	}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		return err
+	}
+	o.Config, o.Sources, o.Paths, o.Out, o.Log = cfg, sources, paths, stdout, f.logger(stderr)
+	return app.Restore(ctx, o)
+}

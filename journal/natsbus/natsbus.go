@@ -1,0 +1,155 @@
+// Package natsbus carries journal records over NATS JetStream: the embedded server used
+// when no external one is configured, the host-scoped stream and consumer names, and the
+// publisher that moves records from the journal into the stream.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EmbeddedMaxPayload is the largest message the embedded server accepts. Publishers size
+// their batches from the connection's own limit, so an external server's smaller default
+// works too.
+const EmbeddedMaxPayload = 8 << 20
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// Token turns a host name into a string safe in subjects, stream and consumer names.
+func Token(host string) string { return unsafeName.ReplaceAllString(host, "_") }
+
+// StreamName is the host's stream. Every host has its own, so hosts never collide.
+func StreamName(host string) string { return "MMR_" + Token(host) }
+
+// Subject is the subject a host's records are published on.
+func Subject(host string) string { return "mmr." + Token(host) + ".records" }
+
+// ConsumerName is the durable consumer of one sink (e.g. "s3-default", "git") for a host.
+func ConsumerName(host, sink string) string { return Token(host) + "_" + Token(sink) }
+
+// StartEmbedded starts an in-process JetStream server storing under dir. It listens on no
+// port: the daemon connects in-process, so nothing on the host can reach it.
+func StartEmbedded(dir string, log *slog.Logger) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName:         "mmreplicate-embedded",
+		DontListen:         true,
+		JetStream:          true,
+		StoreDir:           dir,
+		MaxPayload:         EmbeddedMaxPayload,
+		NoSigs:             true,
+		NoLog:              true,
+		SyncInterval:       10 * time.Second, // the journal is the durable copy; see README
+		JetStreamMaxMemory: 64 << 20,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	log.Info("embedded nats started", "store_dir", dir)
+	return s, nil
+}
+
+// Connect opens a connection that keeps reconnecting for ever, so that a NATS outage only
+// delays publishing (the journal keeps growing) instead of stopping the daemon.
+func Connect(url, creds string, embedded *server.Server, name string, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if embedded != nil {
+		opts = append(opts, nats.InProcessServer(embedded))
+		url = ""
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", redact(url), err)
+	}
+	return nc, nil
+}
+
+// StreamConfig is the host's stream: file storage, an explicit size cap that refuses new
+// messages rather than dropping unread ones, and interest retention so that a message is
+// gone once every sink has acknowledged it.
+func StreamConfig(host string, maxBytes int64, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       StreamName(host),
+		Subjects:   []string{Subject(host)},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.InterestPolicy,
+		Discard:    jetstream.DiscardNew,
+		MaxBytes:   maxBytes,
+		Duplicates: 2 * time.Minute,
+		Replicas:   max(replicas, 1),
+	}
+}
+
+// ConsumerConfig is a sink's durable pull consumer. AckWait covers an upload with retries;
+// workers also send in-progress acks while they retry.
+func ConsumerConfig(host, sink string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerName(host, sink),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       60 * time.Second,
+		MaxAckPending: 20000,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// Setup creates or updates the host's stream and the durable consumers of sinks, which
+// must exist before the first publish: with interest retention a message no consumer is
+// interested in is dropped at once.
+func Setup(ctx context.Context, js jetstream.JetStream, host string, maxBytes int64, sinks []string) (jetstream.Stream, error) {
+	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(host, maxBytes, 1))
+	if err != nil {
+		return nil, fmt.Errorf("nats: stream %s: %w", StreamName(host), err)
+	}
+	for _, s := range sinks {
+		if _, err := st.CreateOrUpdateConsumer(ctx, ConsumerConfig(host, s)); err != nil {
+			return nil, fmt.Errorf("nats: consumer %s: %w", ConsumerName(host, s), err)
+		}
+	}
+	return st, nil
+}
+
+// MsgID is the de-duplication id of a message holding records first..last of host.
+// Both ends are in it: a batch re-published after a restart may be cut differently, and an
+// id naming only its first record would make the server drop its new records as duplicates.
+func MsgID(host string, first, last uint64) string {
+	return fmt.Sprintf("%s-%d-%d", host, first, last)
+}
+
+// redact keeps credentials out of logs.
+func redact(url string) string {
+	if i := strings.Index(url, "@"); i >= 0 {
+		if j := strings.Index(url, "://"); j >= 0 && j < i {
+			return url[:j+3] + "***" + url[i:]
+		}
+	}
+	return url
+}

@@ -1,0 +1,168 @@
+package watcher
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"github.com/mmreplicate/mmreplicate/journal"
+)
+
+// maxBatch bounds the data journaled in one append (one fsync, one capture time).
+const maxBatch = 64 << 20
+
+// process captures the files whose debounce has passed (all pending files when force)
+// and journals their records together: one fsync, one capture time.
+func (w *Watcher) process(force bool) {
+	for {
+		now := time.Now()
+		var changes []change
+		size := 0
+		more := false
+		for key, p := range w.dirty {
+			if !force && !p.immediate && now.Sub(p.last) < w.o.Debounce && now.Sub(p.first) < w.o.MaxDelay {
+				continue
+			}
+			if size >= maxBatch {
+				more = true
+				break
+			}
+			ch, err := w.capture(p)
+			if err != nil {
+				delete(w.dirty, key)
+				continue
+			}
+			if ch.more {
+				more = true
+			} else {
+				delete(w.dirty, key)
+			}
+			if ch.recs == nil && ch.state != nil && ch.state != w.files[key] {
+				w.files[key] = ch.state // nothing to ship, e.g. a touched file
+				w.unsaved = true
+				continue
+			}
+			if ch.recs != nil {
+				changes = append(changes, ch)
+				for _, r := range ch.recs {
+					size += len(r.Data)
+				}
+			}
+		}
+		if len(changes) == 0 {
+			break
+		}
+		if !w.commit(changes) {
+			return
+		}
+		if !more {
+			break
+		}
+	}
+	_ = w.save(false)
+}
+
+// capture reads one pending file. A vanished file becomes a delete record when it was
+// shipped before.
+func (w *Watcher) capture(p *pending) (change, error) {
+	s := p.source
+	key := s.Name + "/" + p.rel
+	abs := filepath.Join(s.Path, filepath.FromSlash(p.rel))
+	prev := w.files[key]
+	if sqliteSide(p.rel) {
+		return change{}, errSkip
+	}
+	var ch change
+	var err error
+	if kindOf(s, p.rel) == "append" {
+		ch, err = captureAppend(s.Name, p.rel, abs, prev)
+	} else {
+		ch, err = captureWhole(s.Name, p.rel, abs, prev)
+	}
+	switch {
+	case err == nil:
+		if ch.state == nil && ch.recs == nil {
+			ch.state = prev
+		}
+		return ch, nil
+	case errors.Is(err, fs.ErrNotExist):
+		if prev == nil {
+			return change{}, err
+		}
+		return change{key: key, recs: []journal.Record{{Op: journal.OpDelete, Source: s.Name, Path: p.rel}}}, nil
+	default:
+		if errors.Is(err, errSkip) {
+			w.skipped.Add(1)
+		} else {
+			w.errs.Add(1)
+		}
+		if !w.warned[abs] {
+			w.warned[abs] = true
+			w.log.Warn("file not replicated", "path", abs, "err", err)
+		}
+		return change{}, err
+	}
+}
+
+// commit journals the changes; their new states are kept only once the journal has
+// fsynced them. It returns false when the journal refused them (they stay dirty).
+func (w *Watcher) commit(changes []change) bool {
+	var recs []journal.Record
+	for _, c := range changes {
+		recs = append(recs, c.recs...)
+	}
+	if err := w.o.Journal.Append(recs); err != nil {
+		if !w.full.Swap(true) || !errors.Is(err, journal.ErrFull) {
+			w.log.Error("journal append failed; changes stay pending and are retried", "err", err)
+		}
+		for _, c := range changes {
+			src, rel := splitKey(c.key)
+			if s, ok := w.roots[src]; ok {
+				w.mark(s, rel, false)
+			}
+		}
+		return false
+	}
+	if w.full.Swap(false) {
+		w.log.Info("journal accepts appends again")
+	}
+	now := time.Now()
+	w.mu.Lock()
+	for _, c := range changes {
+		src, _ := splitKey(c.key)
+		w.lastSeen[src] = now
+	}
+	w.mu.Unlock()
+	for _, c := range changes {
+		if c.state == nil {
+			delete(w.files, c.key)
+		} else {
+			w.files[c.key] = c.state
+		}
+	}
+	w.unsaved = true
+	return true
+}
+
+func splitKey(key string) (string, string) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			return key[:i], key[i+1:]
+		}
+	}
+	return key, ""
+}
+
+// save writes the per-file state at most once a second unless forced.
+func (w *Watcher) save(force bool) error {
+	if !w.unsaved || (!force && time.Since(w.saved) < time.Second) {
+		return nil
+	}
+	if err := saveState(w.o.StateFile, w.files); err != nil {
+		w.log.Error("cannot save watcher state", "err", err)
+		return err
+	}
+	w.saved, w.unsaved = time.Now(), false
+	return nil
+}

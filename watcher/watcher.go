@@ -1,0 +1,338 @@
+// Package watcher turns changes to the files of each source into journal records:
+// fsnotify on every directory, a periodic reconcile scan because inotify drops events,
+// per-file debouncing, and the per-file state (offset and identity) that decides what is
+// new.
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/mmreplicate/mmreplicate/config"
+	"github.com/mmreplicate/mmreplicate/journal"
+)
+
+// Options configure a Watcher. Zero durations take the defaults.
+type Options struct {
+	Sources      []config.Source
+	Journal      *journal.Journal
+	StateFile    string
+	Ignore       []string      // absolute folders never watched (the data dir)
+	Debounce     time.Duration // quiet time before a changed file is read; default 100ms
+	MaxDelay     time.Duration // read a file that keeps changing at least this often; default 1s
+	ScanInterval time.Duration // reconcile scan period; default 3s
+	Log          *slog.Logger
+}
+
+// SourceStats is what status shows per source.
+type SourceStats struct {
+	Name       string
+	Files      int
+	LastChange time.Time
+}
+
+// Watcher captures changes of all sources. Run it once.
+type Watcher struct {
+	o     Options
+	log   *slog.Logger
+	fsw   *fsnotify.Watcher
+	files map[string]*fileState // key: source + "/" + rel
+	dirty map[string]*pending
+	roots map[string]config.Source
+
+	mu        sync.Mutex
+	lastSeen  map[string]time.Time
+	counts    map[string]int
+	saved     time.Time
+	unsaved   bool
+	overflows atomic.Uint64
+	skipped   atomic.Uint64
+	errs      atomic.Uint64
+	full      atomic.Bool
+	warned    map[string]bool
+}
+
+type pending struct {
+	source    config.Source
+	rel       string
+	first     time.Time
+	last      time.Time
+	immediate bool
+}
+
+// New prepares a watcher; it loads the saved per-file state.
+func New(o Options) (*Watcher, error) {
+	if o.Debounce <= 0 {
+		o.Debounce = 100 * time.Millisecond
+	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = time.Second
+	}
+	if o.ScanInterval <= 0 {
+		o.ScanInterval = 3 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	files, err := loadState(o.StateFile)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{o: o, log: o.Log.With("component", "watcher"), files: files, dirty: map[string]*pending{},
+		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}}
+	for _, s := range o.Sources {
+		w.roots[s.Name] = s
+	}
+	return w, nil
+}
+
+// Stats returns per-source figures.
+func (w *Watcher) Stats() []SourceStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]SourceStats, 0, len(w.o.Sources))
+	for _, s := range w.o.Sources {
+		out = append(out, SourceStats{Name: s.Name, Files: w.counts[s.Name], LastChange: w.lastSeen[s.Name]})
+	}
+	return out
+}
+
+// Counters returns inotify overflows, skipped files and capture errors so far.
+func (w *Watcher) Counters() (overflows, skipped, errs uint64) {
+	return w.overflows.Load(), w.skipped.Load(), w.errs.Load()
+}
+
+// JournalFull reports whether the last append was refused for lack of journal space.
+func (w *Watcher) JournalFull() bool { return w.full.Load() }
+
+// Run watches until ctx ends, then captures whatever is still pending and saves its state.
+func (w *Watcher) Run(ctx context.Context, ready func()) error {
+	fsw, err := fsnotify.NewBufferedWatcher(4096)
+	if err != nil {
+		return fmt.Errorf("watcher: %w", err)
+	}
+	w.fsw = fsw
+	defer fsw.Close()
+	w.scan(true)
+	w.process(true)
+	if ready != nil {
+		ready()
+	}
+	tick := time.NewTicker(min(w.o.Debounce/2, 50*time.Millisecond))
+	defer tick.Stop()
+	scan := time.NewTicker(w.o.ScanInterval)
+	defer scan.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// The last word: whatever changed before shutdown is journaled now.
+			w.scan(false)
+			w.process(true)
+			return w.save(true)
+		case ev, ok := <-fsw.Events:
+			if !ok {
+				return nil
+			}
+			w.event(ev)
+		case err, ok := <-fsw.Errors:
+			if !ok {
+				return nil
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.overflows.Add(1)
+				w.log.Warn("inotify queue overflowed; rescanning every source")
+			} else {
+				w.log.Warn("inotify error; rescanning", "err", err)
+			}
+			w.scan(false)
+		case <-tick.C:
+			w.process(false)
+		case <-scan.C:
+			w.scan(false)
+		}
+	}
+}
+
+// locate maps an absolute path to its source and relative path.
+func (w *Watcher) locate(abs string) (config.Source, string, bool) {
+	for _, s := range w.o.Sources {
+		if rel, err := filepath.Rel(s.Path, abs); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			return s, filepath.ToSlash(rel), true
+		}
+	}
+	return config.Source{}, "", false
+}
+
+func (w *Watcher) ignored(abs string) bool {
+	for _, ig := range w.o.Ignore {
+		if abs == ig || strings.HasPrefix(abs, ig+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Watcher) event(ev fsnotify.Event) {
+	if w.ignored(ev.Name) {
+		return
+	}
+	if ev.Has(fsnotify.Create) {
+		if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
+			// A new folder: watch it and pick up whatever was created in it before the
+			// watch was in place.
+			w.walk(ev.Name, false)
+			return
+		}
+	}
+	src, rel, ok := w.locate(ev.Name)
+	if !ok {
+		return
+	}
+	if _, known := w.files[src.Name+"/"+rel]; !known && !src.Match(rel) {
+		return
+	}
+	w.mark(src, rel, false)
+}
+
+func (w *Watcher) mark(src config.Source, rel string, immediate bool) {
+	key := src.Name + "/" + rel
+	now := time.Now()
+	p := w.dirty[key]
+	if p == nil {
+		p = &pending{source: src, rel: rel, first: now}
+		w.dirty[key] = p
+	}
+	p.last = now
+	p.immediate = p.immediate || immediate
+}
+
+// scan walks every source, adding watches for folders and marking files whose size, time
+// or identity differ from what was shipped, and files that are gone.
+func (w *Watcher) scan(initial bool) {
+	seen := map[string]bool{}
+	for _, s := range w.o.Sources {
+		w.walkSource(s, seen, initial, s.Path)
+	}
+	for key := range w.files {
+		if !seen[key] {
+			src, rel, _ := strings.Cut(key, "/")
+			if s, ok := w.roots[src]; ok {
+				w.mark(s, rel, true)
+			} else {
+				// The source left the config: forget its files without deleting them.
+				delete(w.files, key)
+			}
+		}
+	}
+}
+
+// walk covers a folder that appeared after the last scan.
+func (w *Watcher) walk(dir string, initial bool) {
+	for _, s := range w.o.Sources {
+		if rel, err := filepath.Rel(s.Path, dir); err == nil && !strings.HasPrefix(rel, "..") {
+			w.walkSource(s, nil, initial, dir)
+			return
+		}
+	}
+}
+
+// walkSource walks root (the source's path, or a folder inside it) and records the files
+// it saw in seen (nil: a partial walk that must not count or forget files).
+func (w *Watcher) walkSource(s config.Source, seen map[string]bool, initial bool, root string) {
+	count := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == root {
+				return err
+			}
+			w.log.Warn("cannot read", "path", p, "err", err)
+			return nil
+		}
+		if w.ignored(p) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if err := w.fsw.Add(p); err != nil && !w.warned[p] {
+				w.warned[p] = true
+				w.log.Warn("cannot watch folder; the periodic scan covers it", "path", p, "err", err)
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(s.Path, p)
+		rel = filepath.ToSlash(rel)
+		if !d.Type().IsRegular() || !s.Match(rel) {
+			return nil
+		}
+		if !utf8.ValidString(rel) {
+			if !w.warned[p] {
+				w.warned[p] = true
+				w.skipped.Add(1)
+				w.log.Warn("skipping file whose name is not UTF-8", "path", p)
+			}
+			return nil
+		}
+		key := s.Name + "/" + rel
+		count++
+		if seen != nil {
+			seen[key] = true
+		}
+		st := w.files[key]
+		if st == nil || initial {
+			w.mark(s, rel, true)
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			dev, ino := identity(fi)
+			if dev != st.Dev || ino != st.Ino || fi.Size() != st.Offset || (st.Kind == "file" && fi.ModTime().UnixNano() != st.MTime) {
+				w.mark(s, rel, true)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		w.errs.Add(1)
+		if !w.warned[root] {
+			w.warned[root] = true
+			w.log.Error("cannot read source", "source", s.Name, "path", root, "err", err)
+		}
+	}
+	if seen != nil {
+		w.mu.Lock()
+		w.counts[s.Name] = count
+		w.mu.Unlock()
+	}
+}
+
+// kindOf decides how a file is replicated (SPEC.md, kind: auto).
+func kindOf(s config.Source, rel string) string {
+	switch s.Kind {
+	case "append", "file":
+		return s.Kind
+	}
+	switch strings.ToLower(filepath.Ext(rel)) {
+	case ".jsonl", ".ndjson", ".log":
+		return "append"
+	}
+	return "file"
+}
+
+// sqliteSide reports the files SQLite keeps beside a database; they are never replicated
+// as files of their own.
+func sqliteSide(rel string) bool {
+	return strings.HasSuffix(rel, "-wal") || strings.HasSuffix(rel, "-shm") || strings.HasSuffix(rel, "-journal")
+}
