@@ -83,18 +83,18 @@ func oneLine(err error) string {
 // flags is a command's flag set with the shared --config flag.
 type flags struct {
 	*flag.FlagSet
-	config  *string
-	verbose *bool
+	config   *string
+	verbose  *bool
+	synopsis string
+	stderr   io.Writer
 }
 
 func newFlags(name, synopsis string, stderr io.Writer) flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mmreplicate %s\n\nflags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return flags{FlagSet: fs,
+	// Parse errors become one line (see parse); the full usage is for -h only.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return flags{FlagSet: fs, synopsis: synopsis, stderr: stderr,
 		config:  fs.String("config", config.DefaultPath(), "config file"),
 		verbose: fs.Bool("verbose", false, "log debug detail")}
 }
@@ -102,9 +102,12 @@ func newFlags(name, synopsis string, stderr io.Writer) flags {
 func (f flags) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(f.stderr, "usage: mmreplicate %s\n\nflags:\n", f.synopsis)
+			f.SetOutput(f.stderr)
+			f.PrintDefaults()
 			return err
 		}
-		return exitError{2, err}
+		return exitError{2, fmt.Errorf("%w (see 'mmreplicate %s -h')", err, f.Name())}
 	}
 	if f.NArg() > 0 {
 		return exitError{2, fmt.Errorf("unexpected argument %q", f.Arg(0))}
