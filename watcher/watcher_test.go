@@ -1,0 +1,216 @@
+package watcher
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mmreplicate/mmreplicate/config"
+	"github.com/mmreplicate/mmreplicate/journal"
+)
+
+// rig runs a watcher over a temp source with a real journal and replays what it journals
+// into file contents, as restore would.
+type rig struct {
+	t     *testing.T
+	src   string
+	j     *journal.Journal
+	state string
+	stop  context.CancelFunc
+	done  chan error
+	next  uint64
+	files map[string][]byte
+}
+
+func newRig(t *testing.T, s config.Source) *rig {
+	dir := t.TempDir()
+	r := &rig{t: t, src: filepath.Join(dir, "src"), state: filepath.Join(dir, "state.json"), next: 1, files: map[string][]byte{}}
+	os.MkdirAll(r.src, 0o755)
+	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.j = j
+	t.Cleanup(func() { r.halt(); j.Close() })
+	if s.Name == "" {
+		s.Name = "s"
+	}
+	s.Path = r.src
+	r.startWith(s)
+	return r
+}
+
+func (r *rig) startWith(s config.Source) {
+	w, err := New(Options{Sources: []config.Source{s}, Journal: r.j, StateFile: r.state, Debounce: 20 * time.Millisecond, ScanInterval: 200 * time.Millisecond})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stop, r.done = cancel, make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { r.done <- w.Run(ctx, func() { close(ready) }) }()
+	<-ready
+}
+
+func (r *rig) halt() {
+	if r.stop != nil {
+		r.stop()
+		if err := <-r.done; err != nil {
+			r.t.Error(err)
+		}
+		r.stop = nil
+	}
+}
+
+// replay applies the journal's new records to r.files and returns them.
+func (r *rig) replay() []journal.Record {
+	rd := r.j.NewReader(r.next)
+	defer rd.Close()
+	recs, err := rd.Read(1 << 30)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, rec := range recs {
+		switch rec.Op {
+		case journal.OpDelete:
+			delete(r.files, rec.Path)
+		case journal.OpAppend:
+			b := r.files[rec.Path]
+			if int64(len(b)) < rec.Offset {
+				r.t.Fatalf("record %d for %s at %d leaves a hole after %d bytes", rec.Seq, rec.Path, rec.Offset, len(b))
+			}
+			r.files[rec.Path] = append(append([]byte(nil), b[:rec.Offset]...), rec.Data...)
+		}
+		r.next = rec.Seq + 1
+	}
+	return recs
+}
+
+// expect waits until the replayed state holds want for path ("" = absent).
+func (r *rig) expect(path, want string, absent bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		r.replay()
+		got, ok := r.files[path]
+		if absent && !ok || !absent && ok && string(got) == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.t.Fatalf("%s: have %q (present %v), want %q (absent %v)", path, r.files[path], r.files[path] != nil, want, absent)
+}
+
+func (r *rig) write(rel, content string, appendTo bool) {
+	p := filepath.Join(r.src, rel)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	flag := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if appendTo {
+		flag = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	}
+	f, err := os.OpenFile(p, flag, 0o644)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	f.WriteString(content)
+	f.Close()
+}
+
+func TestAppendOnlyCompleteLines(t *testing.T) {
+	r := newRig(t, config.Source{})
+	r.write("a.jsonl", "", false)
+	r.expect("a.jsonl", "", false) // a 0-byte file is tracked from its first byte
+	r.write("a.jsonl", "{\"x\":1}\n{\"x\":", true)
+	r.expect("a.jsonl", "{\"x\":1}\n", false)
+	time.Sleep(100 * time.Millisecond)
+	if recs := r.replay(); len(recs) != 0 {
+		t.Fatalf("a partial line travelled: %+v", recs)
+	}
+	r.write("a.jsonl", "2}\n", true)
+	r.expect("a.jsonl", "{\"x\":1}\n{\"x\":2}\n", false)
+}
+
+func TestNewFolderPickedUp(t *testing.T) {
+	r := newRig(t, config.Source{})
+	r.write("new/deeper/b.jsonl", "{}\n", false)
+	r.expect("new/deeper/b.jsonl", "{}\n", false)
+	r.write("new/deeper/b.jsonl", "{\"more\":1}\n", true)
+	r.expect("new/deeper/b.jsonl", "{}\n{\"more\":1}\n", false)
+}
+
+func TestTruncateAndRewriteSentWhole(t *testing.T) {
+	r := newRig(t, config.Source{})
+	r.write("log.jsonl", "aaaa\nbbbb\n", false)
+	r.expect("log.jsonl", "aaaa\nbbbb\n", false)
+	r.write("log.jsonl", "cc\n", false) // shrinks
+	r.expect("log.jsonl", "cc\n", false)
+	r.write("log.jsonl", "dd\n", false) // same size, other bytes, same inode
+	r.expect("log.jsonl", "dd\n", false)
+	r.write("log.jsonl", "zz\nmore\n", false) // grows, but its start changed
+	r.expect("log.jsonl", "zz\nmore\n", false)
+	os.Rename(filepath.Join(r.src, "log.jsonl"), filepath.Join(r.src, "log.1.jsonl"))
+	r.write("log.jsonl", "fresh\n", false)
+	r.expect("log.jsonl", "fresh\n", false)
+	r.expect("log.1.jsonl", "zz\nmore\n", false)
+	os.Remove(filepath.Join(r.src, "log.1.jsonl"))
+	r.expect("log.1.jsonl", "", true)
+}
+
+func TestIncludeExclude(t *testing.T) {
+	r := newRig(t, config.Source{Include: []string{"**/*.jsonl"}, Exclude: []string{"tmp/**"}})
+	r.write("keep.jsonl", "1\n", false)
+	r.write("tmp/skip.jsonl", "2\n", false)
+	r.write("notes.txt", "3\n", false)
+	r.expect("keep.jsonl", "1\n", false)
+	time.Sleep(300 * time.Millisecond)
+	r.replay()
+	if len(r.files) != 1 {
+		t.Fatalf("files journaled: %v", r.files)
+	}
+}
+
+func TestWholeFileKind(t *testing.T) {
+	r := newRig(t, config.Source{})
+	r.write("report.md", "# v1\n", false)
+	r.expect("report.md", "# v1\n", false)
+	r.write("report.md", "# v2, longer\n", false)
+	r.expect("report.md", "# v2, longer\n", false)
+	big := strings.Repeat("0123456789abcdef", MaxRecordData/8) // several records, one capture
+	r.write("big.bin", big, false)
+	r.expect("big.bin", big, false)
+	os.WriteFile(filepath.Join(r.src, "db.sqlite"), append([]byte("SQLite format 3\x00"), make([]byte, 100)...), 0o644)
+	r.write("db.sqlite-wal", "x", false)
+	time.Sleep(300 * time.Millisecond)
+	r.replay()
+	if _, ok := r.files["db.sqlite"]; ok {
+		t.Fatal("a SQLite database was shipped as a whole file")
+	}
+	if _, ok := r.files["db.sqlite-wal"]; ok {
+		t.Fatal("a -wal file was shipped")
+	}
+}
+
+// TestRestartResumesFromSavedState: after a restart nothing already shipped travels again
+// and what changed while the watcher was down is picked up.
+func TestRestartResumesFromSavedState(t *testing.T) {
+	r := newRig(t, config.Source{Name: "s"})
+	r.write("a.jsonl", "one\n", false)
+	r.expect("a.jsonl", "one\n", false)
+	r.halt()
+	r.write("a.jsonl", "two\n", true)
+	r.startWith(config.Source{Name: "s", Path: r.src})
+	r.expect("a.jsonl", "one\ntwo\n", false)
+	rd := r.j.NewReader(1)
+	all, _ := rd.Read(1 << 30)
+	rd.Close()
+	shipped := 0
+	for _, rec := range all {
+		shipped += len(rec.Data)
+	}
+	if shipped != len("one\ntwo\n") {
+		t.Fatalf("%d bytes journaled for 8 bytes of lines: something travelled twice", shipped)
+	}
+}
