@@ -43,6 +43,7 @@ type daemon struct {
 	ns      *server.Server
 	pub     *natsbus.Publisher
 	workers []*sinks.Worker
+	s3sinks []*s3sink.Sink
 	targets []string
 	watch   *watcher.Watcher
 	started time.Time
@@ -131,8 +132,14 @@ func Run(ctx context.Context, o RunOptions) error {
 		if err != nil {
 			return fmt.Errorf("nats: consumer %s: %w", names[i], err)
 		}
+		sink := &s3sink.Sink{Store: stores[i], Host: cfg.Host, Target: t.Name, ManifestEvery: t.ManifestInterval,
+			Log: d.log.With("component", "sink", "sink", names[i])}
+		if err := sink.Open(ctx); err != nil {
+			return err
+		}
+		d.s3sinks = append(d.s3sinks, sink)
 		d.workers = append(d.workers, &sinks.Worker{
-			Sink:     &s3sink.Sink{Store: stores[i], Host: cfg.Host, Target: t.Name},
+			Sink:     sink,
 			Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes),
 			Log: d.log.With("component", "sink", "sink", names[i]), StartAfter: startAfter[i],
 		})
@@ -210,6 +217,11 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	}
 	stopSinks()
 	sinkWG.Wait()
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 10*time.Second)
+	for _, s := range d.s3sinks {
+		s.Flush(flushCtx) // a manifest of the final state: the next restore reads little
+	}
+	cancelFlush()
 	_ = journal.WriteCursor(d.cfg.DataDir, natsbus.CursorName, d.pub.Next())
 	if !drained || d.pub.Next() <= last {
 		d.log.Warn("shutdown before every record reached the store; the journal keeps them for the next start", "journal_seq", last, "published_below", d.pub.Next())

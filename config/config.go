@@ -43,6 +43,8 @@ const (
 	// DefaultBatchBytes makes a segment flush early when a burst of writes
 	// would otherwise build one very large object.
 	DefaultBatchBytes int64 = 8 << 20
+	// DefaultManifestInterval bounds how many segments a restore reads past a manifest.
+	DefaultManifestInterval = 10 * time.Minute
 	// DefaultGitInterval matches "one commit per hour" in SPEC.md.
 	DefaultGitInterval = time.Hour
 	// DefaultHTTPListen keeps /metrics and /status on loopback unless the
@@ -119,6 +121,9 @@ type S3Target struct {
 	SecretAccessKey string        // set together with AccessKeyID
 	FlushInterval   time.Duration // key flush_interval; default 1s
 	BatchBytes      int64         // key batch_bytes; default 8 MiB
+	// ManifestInterval (key manifest_interval, default 10m) is how often the sink stores
+	// the whole state, bounding what a restore reads.
+	ManifestInterval time.Duration
 }
 
 // Encryption makes the host encrypt every S3 object before upload, so the

@@ -167,7 +167,7 @@ func (d *decoder) s3(c *Config, key string, n *yaml.Node) error {
 	n = resolve(n)
 	d.lines[key] = n.Line
 	target := func(k string, item *yaml.Node, name string) error {
-		t := S3Target{Name: name, Region: DefaultRegion, FlushInterval: DefaultFlushInterval, BatchBytes: DefaultBatchBytes}
+		t := S3Target{Name: name, Region: DefaultRegion, FlushInterval: DefaultFlushInterval, BatchBytes: DefaultBatchBytes, ManifestInterval: DefaultManifestInterval}
 		err := d.mapping(k, item, fields{
 			"name":              d.str(&t.Name),
 			"url":               d.str(&t.URL),
@@ -177,6 +177,7 @@ func (d *decoder) s3(c *Config, key string, n *yaml.Node) error {
 			"secret_access_key": d.str(&t.SecretAccessKey),
 			"flush_interval":    d.duration(&t.FlushInterval),
 			"batch_bytes":       d.size(&t.BatchBytes),
+			"manifest_interval": d.duration(&t.ManifestInterval),
 		})
 		c.S3 = append(c.S3, t)
 		return err

@@ -153,10 +153,11 @@ func (d *decoder) validateS3(c *Config) error {
 	if len(c.S3) == 0 {
 		c.S3Default = true
 		c.S3 = []S3Target{{
-			Name:          EmbeddedTargetName,
-			URL:           "file://" + c.EmbeddedStoreDir(),
-			FlushInterval: DefaultFlushInterval,
-			BatchBytes:    DefaultBatchBytes,
+			Name:             EmbeddedTargetName,
+			URL:              "file://" + c.EmbeddedStoreDir(),
+			FlushInterval:    DefaultFlushInterval,
+			BatchBytes:       DefaultBatchBytes,
+			ManifestInterval: DefaultManifestInterval,
 		}}
 		return nil
 	}

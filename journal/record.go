@@ -19,8 +19,25 @@ const (
 	// record twice gives the same bytes, which is what makes redelivery harmless. A record
 	// with Offset 0 starts the file afresh (new, truncated or rewritten file).
 	OpAppend Op = 1
-	// OpDelete removes the file.
+	// OpDelete removes the file (or the empty folder).
 	OpDelete Op = 2
+	// OpChunk carries one content-addressed chunk: Path is its hex SHA-256, Data its bytes.
+	// It names no file; OpFile records refer to it. Chunks travel once and are stored as
+	// blobs, outside segments (a segment keeps the record without its data).
+	OpChunk Op = 3
+	// OpFile sets the whole content of a file: Data is its chunk list (see ChunkRef),
+	// Offset its size, Mode its permission bits.
+	OpFile Op = 4
+	// OpSymlink records a symbolic link (never followed): Data is its target.
+	OpSymlink Op = 5
+	// OpDir records a folder, so that empty folders are restored too.
+	OpDir Op = 6
+	// OpDBBase is one piece of a consistent full image of a SQLite database; the piece
+	// with Offset 0 starts a new image. Data is an encoded page set.
+	OpDBBase Op = 7
+	// OpDBPages is one piece of a committed SQLite transaction applied to the image.
+	OpDBPages Op = 8
+	lastOp    Op = OpDBPages
 )
 
 func (o Op) String() string {
@@ -29,6 +46,18 @@ func (o Op) String() string {
 		return "append"
 	case OpDelete:
 		return "delete"
+	case OpChunk:
+		return "chunk"
+	case OpFile:
+		return "file"
+	case OpSymlink:
+		return "symlink"
+	case OpDir:
+		return "dir"
+	case OpDBBase:
+		return "db-base"
+	case OpDBPages:
+		return "db-pages"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -174,7 +203,7 @@ func decodeBody(body []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, body[0])
 	}
 	r := Record{Op: Op(body[1])}
-	if r.Op != OpAppend && r.Op != OpDelete {
+	if r.Op == 0 || r.Op > lastOp {
 		return Record{}, fmt.Errorf("%w: unknown op %d", ErrCorrupt, body[1])
 	}
 	d := decoder{b: body[2:]}

@@ -1,5 +1,5 @@
-// Package restore reads the store: which segments exist, the state of every file at a
-// time T, and writing that state into a folder.
+// Package restore reads the store: which segments and manifests exist, the state of every
+// file at a time T, and writing that state into a folder.
 package restore
 
 import (
@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -45,6 +43,7 @@ type Options struct {
 	Force    bool // allow a non-empty target
 	Parallel int
 	Out      io.Writer // the plan and the summary
+	Progress io.Writer // a terminal to draw progress on, or nil
 	Log      *slog.Logger
 }
 
@@ -53,41 +52,16 @@ type Result struct {
 	Files    int
 	Bytes    int64
 	Segments int
+	Blobs    int
 	Fetched  int64 // stored bytes of the segments read
+	Manifest string
 	Problems []string
 }
 
-// Segments lists the host's segments in sequence order, with the keys that are not
-// segment keys reported separately.
-func Segments(ctx context.Context, store objstore.Store, host string) ([]segment.Info, []string, error) {
-	var infos []segment.Info
-	var strangers []string
-	err := store.List(ctx, segment.Prefix(host), func(o objstore.ObjectInfo) error {
-		in, err := segment.ParseKey(o.Key)
-		if err != nil {
-			strangers = append(strangers, o.Key)
-			return nil
-		}
-		in.Size = o.Size
-		infos = append(infos, in)
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list %s: %w", store, err)
-	}
-	sort.Slice(infos, func(a, b int) bool {
-		if infos[a].FirstSeq != infos[b].FirstSeq {
-			return infos[a].FirstSeq < infos[b].FirstSeq
-		}
-		return infos[a].LastSeq < infos[b].LastSeq
-	})
-	return infos, strangers, nil
-}
-
-// Run rebuilds the state at opts.At into opts.To.
+// Run rebuilds the state at o.At into o.To.
 func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Parallel <= 0 {
-		o.Parallel = 8
+		o.Parallel = 16
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -100,48 +74,52 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return Result{}, err
 		}
 	}
-	infos, _, err := Segments(ctx, o.Store, o.Host)
+	cat, err := List(ctx, o.Store, o.Host)
 	if err != nil {
 		return Result{}, err
 	}
-	var pick []segment.Info
-	for _, in := range infos {
-		if o.Latest || !in.FirstTime.After(o.At) {
-			pick = append(pick, in)
-		}
+	var res Result
+	p, err := makePlan(ctx, o.Store, cat, o.At, o.Latest, &res.Problems)
+	if err != nil {
+		return res, err
 	}
-	if len(pick) == 0 {
-		return Result{}, fmt.Errorf("%w: %s has no records of host %q at or before %s", ErrNothing, o.Store, o.Host, describe(o))
+	if len(p.segments) == 0 && p.base == nil {
+		return res, fmt.Errorf("%w: %s has no records of host %q at or before %s", ErrNothing, o.Store, o.Host, describe(o))
 	}
 	var stage string
 	if !o.DryRun {
 		if err := os.MkdirAll(o.To, 0o755); err != nil {
-			return Result{}, fmt.Errorf("restore: %w", err)
+			return res, fmt.Errorf("restore: %w", err)
 		}
-		stage, err = os.MkdirTemp(o.To, ".mmreplicate-restore-")
-		if err != nil {
-			return Result{}, fmt.Errorf("restore: %w", err)
+		if stage, err = os.MkdirTemp(o.To, ".mmreplicate-restore-"); err != nil {
+			return res, fmt.Errorf("restore: %w", err)
 		}
 		defer os.RemoveAll(stage)
 	}
 	b := newBuilder(stage)
-	res := Result{Segments: len(pick)}
-	if err := replay(ctx, o, pick, b, &res); err != nil {
-		b.closeAll()
+	if p.base != nil {
+		b.seed(p.base)
+		res.Manifest = p.baseKey
+	}
+	res.Segments = len(p.segments)
+	bar := newProgress(o.Progress, "segments", int64(len(p.segments)))
+	err = replay(ctx, o, p, b, &res, bar)
+	bar.done()
+	if cerr := b.closeAll(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return res, err
 	}
-	if err := b.closeAll(); err != nil {
-		return res, err
-	}
-	if err := finish(o, b, &res); err != nil {
+	if err := finish(ctx, o, b, &res); err != nil {
 		return res, err
 	}
 	verb := "restored"
 	if o.DryRun {
 		verb = "would restore"
 	}
-	fmt.Fprintf(o.Out, "%s %d files (%d bytes) from %d segment objects (%d bytes) of host %s at %s\n",
-		verb, res.Files, res.Bytes, res.Segments, res.Fetched, o.Host, describe(o))
+	fmt.Fprintf(o.Out, "%s %d files (%d bytes) from %d segment objects (%d bytes) and %d blobs of host %s at %s\n",
+		verb, res.Files, res.Bytes, res.Segments, res.Fetched, res.Blobs, o.Host, describe(o))
 	if len(res.Problems) > 0 {
 		return res, fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(res.Problems, "; "))
 	}
@@ -178,7 +156,8 @@ type fetched struct {
 }
 
 // replay fetches segments in parallel and applies them strictly in order.
-func replay(ctx context.Context, o Options, pick []segment.Info, b *builder, res *Result) error {
+func replay(ctx context.Context, o Options, p plan, b *builder, res *Result, bar *progress) error {
+	pick := p.segments
 	slots := make([]fetched, len(pick))
 	for i := range slots {
 		slots[i].done = make(chan struct{})
@@ -189,7 +168,6 @@ func replay(ctx context.Context, o Options, pick []segment.Info, b *builder, res
 	g.SetLimit(o.Parallel)
 	go func() {
 		for i := range pick {
-			i := i
 			g.Go(func() error {
 				defer close(slots[i].done)
 				body, err := o.Store.Get(gctx, pick[i].Key)
@@ -204,13 +182,17 @@ func replay(ctx context.Context, o Options, pick []segment.Info, b *builder, res
 			})
 		}
 	}()
-	var applied uint64
+	var applied, baseSeq uint64
+	if p.base != nil {
+		baseSeq = p.base.Seq
+	}
 	for i, in := range pick {
 		select {
 		case <-slots[i].done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		bar.add(1)
 		if s := slots[i]; s.err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -231,6 +213,9 @@ func replay(ctx context.Context, o Options, pick []segment.Info, b *builder, res
 				break
 			}
 			applied = r.Seq
+			if r.Seq <= baseSeq && !p.base.Needs(r) {
+				continue // the manifest already holds its effect
+			}
 			if !o.wants(r) {
 				continue
 			}
@@ -244,17 +229,21 @@ func replay(ctx context.Context, o Options, pick []segment.Info, b *builder, res
 }
 
 func (o Options) wants(r *journal.Record) bool {
-	if len(o.Sources) > 0 && !contains(o.Sources, r.Source) {
+	return o.wantsPath(r.Source, r.Path)
+}
+
+func (o Options) wantsPath(source, path string) bool {
+	if len(o.Sources) > 0 && !contains(o.Sources, source) {
 		return false
 	}
 	if len(o.Paths) == 0 {
 		return true
 	}
 	for _, p := range o.Paths {
-		if ok, _ := doublestar.Match(p, r.Path); ok {
+		if ok, _ := doublestar.Match(p, path); ok {
 			return true
 		}
-		if ok, _ := doublestar.Match(p, r.Source+"/"+r.Path); ok {
+		if ok, _ := doublestar.Match(p, source+"/"+path); ok {
 			return true
 		}
 	}
@@ -268,59 +257,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// finish moves staged files to their places and fills in the result.
-func finish(o Options, b *builder, res *Result) error {
-	keys := make([]string, 0, len(b.files))
-	for k := range b.files {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		st := b.files[k]
-		if st.incomplete != "" {
-			res.Problems = append(res.Problems, fmt.Sprintf("%s/%s: %s", st.source, st.path, st.incomplete))
-		}
-		if st.deleted {
-			continue
-		}
-		res.Files++
-		res.Bytes += st.size
-		if o.DryRun {
-			fmt.Fprintf(o.Out, "%s/%s\t%d bytes\n", st.source, st.path, st.size)
-			continue
-		}
-		if err := place(o.To, st); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func place(root string, st *fileState) error {
-	dst := filepath.Join(root, st.source, filepath.FromSlash(st.path))
-	if rel, err := filepath.Rel(root, dst); err != nil || strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("restore: refusing path %q outside the target", st.source+"/"+st.path)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	if st.tmp == "" { // an empty file never got a staging file
-		f, err := os.Create(dst)
-		if err != nil {
-			return fmt.Errorf("restore: %w", err)
-		}
-		f.Close()
-	} else if err := os.Rename(st.tmp, dst); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	mode := os.FileMode(st.mode & 0o7777)
-	if mode == 0 {
-		mode = 0o644
-	}
-	if err := os.Chmod(dst, mode); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/objstore/file"
 	"github.com/mmreplicate/mmreplicate/segment"
@@ -115,5 +116,55 @@ func TestModeAndEmptyFile(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(to); len(entries) != 1 {
 		t.Fatalf("staging folder left behind: %v", entries)
+	}
+}
+
+func putManifest(t *testing.T, st objstore.Store, recs ...journal.Record) {
+	t.Helper()
+	x := manifest.New("h")
+	for i := range recs {
+		x.Apply(&recs[i])
+	}
+	body, err := manifest.Encode(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), manifest.ObjectKey(x), body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestManifestBoundsTheReplay: with a manifest, a restore reads only the segments that
+// still hold live content or come after it, and gives the same state as a full replay.
+func TestManifestBoundsTheReplay(t *testing.T) {
+	st, _ := file.New(t.TempDir())
+	s1 := []journal.Record{app(1, 0, "old.jsonl", 0, "gone\n"), app(2, 0, "w.jsonl", 0, "w1\n")}
+	s2 := []journal.Record{app(3, 1, "old.jsonl", 0, "rewritten\n")}
+	s3 := []journal.Record{app(4, 2, "w.jsonl", 0, "w-new\n"), {Seq: 5, Time: t0.Add(2 * time.Second).UnixNano(), Op: journal.OpDelete, Source: "sessions", Path: "old.jsonl"}}
+	s4 := []journal.Record{app(6, 3, "w.jsonl", 6, "w2\n"), app(7, 3, "n.jsonl", 0, "n\n")}
+	for _, s := range [][]journal.Record{s1, s2, s3, s4} {
+		put(t, st, s...)
+	}
+	before, err := run(t, st, t0.Add(3*time.Second), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putManifest(t, st, append(append(append([]journal.Record{}, s1...), s2...), s3...)...)
+	to := filepath.Join(t.TempDir(), "o")
+	res, err := Run(context.Background(), Options{Store: st, Host: "h", Latest: true, To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest == "" || res.Segments != 2 {
+		t.Fatalf("read %d segments (manifest %q); want the manifest plus the 2 segments holding live content", res.Segments, res.Manifest)
+	}
+	after, _ := run(t, st, time.Time{}, true)
+	if len(after) != 2 || after["sessions/w.jsonl"] != "w-new\nw2\n" || after["sessions/n.jsonl"] != "n\n" || before["sessions/w.jsonl"] != after["sessions/w.jsonl"] {
+		t.Fatalf("with manifest %v, without %v", after, before)
+	}
+	// An instant before the manifest still restores exactly.
+	early, _ := run(t, st, t0.Add(1*time.Second), false)
+	if early["sessions/old.jsonl"] != "rewritten\n" || early["sessions/w.jsonl"] != "w1\n" {
+		t.Fatalf("before the manifest: %v", early)
 	}
 }

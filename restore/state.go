@@ -8,16 +8,22 @@ import (
 	"strconv"
 
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/manifest"
 )
 
-// fileState is one file being rebuilt in the staging folder.
+// fileState is one path being rebuilt.
 type fileState struct {
 	source, path string
+	kind         string // a manifest kind
 	size         int64
 	mode         uint32
+	time         int64 // capture time of its last change
 	deleted      bool
-	incomplete   string // why the file stops short, when a record was missing
-	tmp          string // staging file ("" in a dry run)
+	incomplete   string // why the content stops short, when a record was missing
+	tmp          string // staging file of append and db content ("" in a dry run)
+	chunks       []journal.ChunkRef
+	target       string
+	db           *dbImage
 }
 
 // builder applies records in sequence order to staged files.
@@ -32,11 +38,37 @@ func newBuilder(stage string) *builder {
 	return &builder{stage: stage, files: map[string]*fileState{}, open: map[string]*os.File{}}
 }
 
+// seed starts from a manifest: whole files, links and folders come from it; append and
+// database content is rebuilt from the records it says are live.
+func (b *builder) seed(x *manifest.Index) {
+	for k, e := range x.Files {
+		src, path := splitKey(k)
+		st := &fileState{source: src, path: path, kind: e.Kind, size: e.Size, mode: e.Mode, time: e.Time,
+			chunks: e.Chunks, target: e.Target}
+		if e.Kind == manifest.KindAppend || e.Kind == manifest.KindDB {
+			st.deleted, st.size = true, 0
+		}
+		b.files[k] = st
+	}
+}
+
+func splitKey(k string) (string, string) {
+	for i := 0; i < len(k); i++ {
+		if k[i] == '/' {
+			return k[:i], k[i+1:]
+		}
+	}
+	return k, ""
+}
+
 // maxOpen bounds the staging files held open between records.
 const maxOpen = 256
 
 func (b *builder) apply(r *journal.Record) error {
-	key := r.Source + "/" + r.Path
+	if r.Op == journal.OpChunk {
+		return nil
+	}
+	key := manifest.Key(r.Source, r.Path)
 	st := b.files[key]
 	if st == nil {
 		st = &fileState{source: r.Source, path: r.Path, deleted: true}
@@ -44,38 +76,76 @@ func (b *builder) apply(r *journal.Record) error {
 	}
 	switch r.Op {
 	case journal.OpDelete:
-		st.deleted, st.size, st.incomplete = true, 0, ""
-		return b.truncate(key, st, 0)
-	case journal.OpAppend:
-		if st.deleted && r.Offset > 0 || r.Offset > st.size {
-			// Bytes before this record never arrived (a damaged or missing segment):
-			// keep the whole-line prefix we have rather than a file with a hole.
-			if st.incomplete == "" {
-				st.incomplete = fmt.Sprintf("bytes %d-%d missing (record %d)", st.size, r.Offset, r.Seq)
-			}
-			return nil
-		}
-		if r.Offset == 0 {
-			st.incomplete = ""
-		}
-		st.deleted = false
-		if r.Mode != 0 {
-			st.mode = r.Mode
-		}
-		if err := b.truncate(key, st, r.Offset); err != nil {
-			return err
-		}
-		st.size = r.End()
-		if b.stage == "" {
-			return nil
-		}
-		f, err := b.file(key, st)
+		return b.reset(key, st, "", true)
+	case journal.OpFile:
+		refs, err := journal.DecodeChunks(r.Data)
 		if err != nil {
+			return fmt.Errorf("restore: record %d: %w", r.Seq, err)
+		}
+		if err := b.reset(key, st, manifest.KindFile, false); err != nil {
 			return err
 		}
-		if _, err := f.WriteAt(r.Data, r.Offset); err != nil {
-			return fmt.Errorf("restore: write %s: %w", st.path, err)
+		st.chunks, st.size, st.mode = refs, r.Offset, r.Mode
+	case journal.OpSymlink:
+		if err := b.reset(key, st, manifest.KindSymlink, false); err != nil {
+			return err
 		}
+		st.target = string(r.Data)
+	case journal.OpDir:
+		if err := b.reset(key, st, manifest.KindDir, false); err != nil {
+			return err
+		}
+		st.mode = r.Mode
+	case journal.OpAppend:
+		if err := b.applyAppend(key, st, r); err != nil {
+			return err
+		}
+	case journal.OpDBBase, journal.OpDBPages:
+		if err := b.applyDB(key, st, r); err != nil {
+			return err
+		}
+	}
+	st.time = r.Time
+	return nil
+}
+
+// reset drops whatever the path held and gives it a new kind.
+func (b *builder) reset(key string, st *fileState, kind string, deleted bool) error {
+	st.kind, st.deleted, st.size, st.incomplete = kind, deleted, 0, ""
+	st.chunks, st.target, st.db = nil, "", nil
+	return b.truncate(key, st, 0)
+}
+
+func (b *builder) applyAppend(key string, st *fileState, r *journal.Record) error {
+	if r.Offset == 0 {
+		if err := b.reset(key, st, manifest.KindAppend, false); err != nil {
+			return err
+		}
+	}
+	if st.deleted || st.kind != manifest.KindAppend || r.Offset > st.size {
+		// Bytes before this record never arrived (a damaged or missing object): keep
+		// the whole-line prefix we have rather than a file with a hole.
+		if st.incomplete == "" {
+			st.incomplete = fmt.Sprintf("bytes %d-%d missing (record %d)", st.size, r.Offset, r.Seq)
+		}
+		return nil
+	}
+	if r.Mode != 0 {
+		st.mode = r.Mode
+	}
+	if err := b.truncate(key, st, r.Offset); err != nil {
+		return err
+	}
+	st.size = r.End()
+	if b.stage == "" {
+		return nil
+	}
+	f, err := b.file(key, st)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(r.Data, r.Offset); err != nil {
+		return fmt.Errorf("restore: write %s: %w", st.path, err)
 	}
 	return nil
 }
@@ -96,12 +166,15 @@ func (b *builder) truncate(key string, st *fileState, size int64) error {
 	return nil
 }
 
+// file returns the open staging file of a path, creating it on first use.
 func (b *builder) file(key string, st *fileState) (*os.File, error) {
 	if f := b.open[key]; f != nil {
 		return f, nil
 	}
 	if len(b.open) >= maxOpen {
-		b.closeAll()
+		if err := b.closeAll(); err != nil {
+			return nil, err
+		}
 	}
 	if st.tmp == "" {
 		b.nextID++

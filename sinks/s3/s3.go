@@ -1,63 +1,183 @@
-// Package s3 is the sink that writes batches of records as segment objects into an
-// object store (S3, or the local folder of the embedded default).
+// Package s3 is the sink that writes batches of records into an object store (S3, or the
+// local folder of the embedded default): chunks as content-addressed blobs, everything
+// else as one segment object per batch, and periodically a manifest of the whole state.
 package s3
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
+	"github.com/mmreplicate/mmreplicate/restore"
 	"github.com/mmreplicate/mmreplicate/segment"
 	"github.com/mmreplicate/mmreplicate/sinks"
+)
+
+// Defaults for manifests: often enough that a restore reads little beyond one manifest,
+// rarely enough that their PUTs cost nothing next to the segments'.
+const (
+	DefaultManifestEvery   = 10 * time.Minute
+	DefaultManifestRecords = 100000
 )
 
 // Sink writes one segment object per batch. The key is derived from the batch's first and
 // last records, so a retried batch rewrites the same key: at-least-once delivery becomes
 // exactly-once storage.
 type Sink struct {
-	Store  objstore.Store
-	Host   string
-	Target string // the target's name from the config
+	Store           objstore.Store
+	Host            string
+	Target          string // the target's name from the config
+	ManifestEvery   time.Duration
+	ManifestRecords uint64
+	Log             *slog.Logger
+
+	mu           sync.Mutex
+	index        *manifest.Index
+	known        map[string]bool // blob ids stored by this process
+	lastManifest time.Time
+	manifestSeq  uint64
+	manifests    uint64
+	blobsPut     uint64
 }
 
 // Name is "s3-<target>".
 func (s *Sink) Name() string { return "s3-" + s.Target }
 
-// Write uploads recs as one segment. Errors a retry cannot cure wrap sinks.ErrPermanent.
+// Open loads the state index from the store (newest manifest plus the segments after it)
+// so that the manifests this sink writes continue the stored history.
+func (s *Sink) Open(ctx context.Context) error {
+	if s.ManifestEvery <= 0 {
+		s.ManifestEvery = DefaultManifestEvery
+	}
+	if s.ManifestRecords == 0 {
+		s.ManifestRecords = DefaultManifestRecords
+	}
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	x, problems, err := restore.LoadIndex(ctx, s.Store, s.Host, time.Time{}, true)
+	if err != nil {
+		return fmt.Errorf("sink %s: load index: %w", s.Name(), err)
+	}
+	for _, p := range problems {
+		s.Log.Warn("store problem while loading the index; run verify", "problem", p)
+	}
+	s.index, s.known = x, map[string]bool{}
+	s.manifestSeq, s.lastManifest = x.Seq, time.Now()
+	return nil
+}
+
+// Write uploads the batch's new chunks, then the segment, then (when due) a manifest.
+// Errors a retry cannot cure wrap sinks.ErrPermanent.
 func (s *Sink) Write(ctx context.Context, recs []journal.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	key := segment.Key(s.Host, recs)
-	if err := s.Store.Put(ctx, key, segment.Encode(recs)); err != nil {
-		if !objstore.Temporary(err) && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("%w: %w", sinks.ErrPermanent, err)
+	if err := s.putBlobs(ctx, recs); err != nil {
+		return classify(err)
+	}
+	stripped := make([]journal.Record, len(recs))
+	copy(stripped, recs)
+	for i := range stripped {
+		if stripped[i].Op == journal.OpChunk {
+			stripped[i].Data = nil // stored as a blob; the record keeps the sequence whole
 		}
-		return err
+	}
+	if err := s.Store.Put(ctx, segment.Key(s.Host, stripped), segment.Encode(stripped)); err != nil {
+		return classify(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range stripped {
+		s.index.Apply(&stripped[i])
+	}
+	if s.index.Seq-s.manifestSeq >= s.ManifestRecords || time.Since(s.lastManifest) >= s.ManifestEvery {
+		s.writeManifest(ctx)
 	}
 	return nil
+}
+
+// writeManifest stores the index. A failure only delays the next manifest: restores
+// stay exact, they just read more segments.
+func (s *Sink) writeManifest(ctx context.Context) {
+	body, err := manifest.Encode(s.index)
+	if err == nil {
+		err = s.Store.Put(ctx, manifest.ObjectKey(s.index), body)
+	}
+	s.lastManifest = time.Now()
+	if err != nil {
+		s.Log.Warn("manifest upload failed; will try again later", "err", err)
+		return
+	}
+	s.manifestSeq = s.index.Seq
+	s.manifests++
+}
+
+// Flush writes a manifest now when anything changed since the last one (on shutdown).
+func (s *Sink) Flush(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.index != nil && s.index.Seq > s.manifestSeq {
+		s.writeManifest(ctx)
+	}
+}
+
+func (s *Sink) putBlobs(ctx context.Context, recs []journal.Record) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range recs {
+		r := &recs[i]
+		if r.Op != journal.OpChunk || len(r.Data) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		known := s.known[r.Path]
+		s.mu.Unlock()
+		if known {
+			continue
+		}
+		g.Go(func() error {
+			if err := s.Store.Put(gctx, manifest.BlobKey(r.Path), r.Data); err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.known[r.Path] = true
+			s.blobsPut++
+			s.mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func classify(err error) error {
+	if !objstore.Temporary(err) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", sinks.ErrPermanent, err)
+	}
+	return err
 }
 
 // Last returns the newest segment stored for host: its last sequence number and capture
 // time, or zero values when the store has none. A rebuilt host continues from there.
 func Last(ctx context.Context, store objstore.Store, host string) (uint64, time.Time, error) {
+	segs, _, err := restore.Segments(ctx, store, host)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
 	var seq uint64
 	var t time.Time
-	err := store.List(ctx, segment.Prefix(host), func(o objstore.ObjectInfo) error {
-		in, err := segment.ParseKey(o.Key)
-		if err != nil {
-			return nil // not ours; verify reports strangers
-		}
+	for _, in := range segs {
 		if in.LastSeq > seq {
 			seq, t = in.LastSeq, in.LastTime
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("list %s: %w", store, err)
 	}
 	return seq, t, nil
 }

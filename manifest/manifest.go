@@ -1,0 +1,233 @@
+// Package manifest keeps the index of a host's replicated state — every live path with
+// its kind, size, mode and, for whole files, chunk list — and stores it periodically as a
+// manifest object, so that a restore at T reads one manifest plus the segments after it
+// (and, for append-only files, the records since their current content began) however
+// long the history is.
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/mmreplicate/mmreplicate/journal"
+)
+
+// Kinds of entries.
+const (
+	KindAppend  = "append"
+	KindFile    = "file"
+	KindSymlink = "symlink"
+	KindDir     = "dir"
+	KindDB      = "db"
+)
+
+// ErrCorrupt is returned (wrapped) when a manifest object cannot be read.
+var ErrCorrupt = errors.New("corrupt manifest")
+
+// Entry is the state of one path.
+type Entry struct {
+	Kind   string             `json:"k"`
+	Mode   uint32             `json:"m,omitempty"`
+	Size   int64              `json:"s,omitempty"`
+	Time   int64              `json:"t"`           // capture time of its last change (unix nanos)
+	Seq    uint64             `json:"q"`           // sequence number of its last change
+	Since  uint64             `json:"b,omitempty"` // append, db: record that began the current content
+	Chunks []journal.ChunkRef `json:"c,omitempty"` // file
+	Target string             `json:"l,omitempty"` // symlink
+}
+
+// Index is the state of a host after every record up to Seq.
+type Index struct {
+	Host  string            `json:"host"`
+	Seq   uint64            `json:"seq"`
+	Time  int64             `json:"time"`
+	Files map[string]*Entry `json:"files"` // key: source + "/" + path
+}
+
+// New returns an empty index.
+func New(host string) *Index { return &Index{Host: host, Files: map[string]*Entry{}} }
+
+// Key of a path in Files.
+func Key(source, path string) string { return source + "/" + path }
+
+// Apply advances the index by one record (records must come in sequence order).
+func (x *Index) Apply(r *journal.Record) {
+	if r.Seq <= x.Seq && x.Seq != 0 {
+		return
+	}
+	x.Seq, x.Time = r.Seq, r.Time
+	if r.Op == journal.OpChunk {
+		return
+	}
+	k := Key(r.Source, r.Path)
+	e := x.Files[k]
+	switch r.Op {
+	case journal.OpDelete:
+		delete(x.Files, k)
+		return
+	case journal.OpAppend:
+		if e == nil || e.Kind != KindAppend || r.Offset == 0 {
+			e = &Entry{Kind: KindAppend, Since: r.Seq}
+		}
+		e.Size = r.End()
+		if r.Mode != 0 {
+			e.Mode = r.Mode
+		}
+	case journal.OpFile:
+		refs, _ := journal.DecodeChunks(r.Data)
+		e = &Entry{Kind: KindFile, Size: r.Offset, Mode: r.Mode, Chunks: refs}
+	case journal.OpSymlink:
+		e = &Entry{Kind: KindSymlink, Target: string(r.Data)}
+	case journal.OpDir:
+		e = &Entry{Kind: KindDir, Mode: r.Mode}
+	case journal.OpDBBase:
+		if e == nil || e.Kind != KindDB || r.Offset == 0 {
+			e = &Entry{Kind: KindDB, Since: r.Seq, Mode: r.Mode}
+		}
+	case journal.OpDBPages:
+		if e == nil || e.Kind != KindDB {
+			return // pages without a base: restore reports the gap
+		}
+	}
+	e.Time, e.Seq = r.Time, r.Seq
+	x.Files[k] = e
+}
+
+// Clone returns a deep-enough copy (entries are replaced, never mutated in place, except
+// append/db entries, which are copied).
+func (x *Index) Clone() *Index {
+	c := &Index{Host: x.Host, Seq: x.Seq, Time: x.Time, Files: make(map[string]*Entry, len(x.Files))}
+	for k, e := range x.Files {
+		cp := *e
+		c.Files[k] = &cp
+	}
+	return c
+}
+
+// MinSince is the lowest Since of the append and db entries (0 when there are none):
+// records from there on may still be needed for their content.
+func (x *Index) MinSince() uint64 {
+	var m uint64
+	for _, e := range x.Files {
+		if e.Since > 0 && (m == 0 || e.Since < m) {
+			m = e.Since
+		}
+	}
+	return m
+}
+
+// Needs reports whether a record at or below x.Seq still carries live content.
+func (x *Index) Needs(r *journal.Record) bool {
+	e := x.Files[Key(r.Source, r.Path)]
+	if e == nil || r.Seq < e.Since {
+		return false
+	}
+	switch r.Op {
+	case journal.OpAppend:
+		return e.Kind == KindAppend
+	case journal.OpDBBase, journal.OpDBPages:
+		return e.Kind == KindDB
+	}
+	return false
+}
+
+// Sorted returns the keys in order.
+func (x *Index) Sorted() []string {
+	keys := make([]string, 0, len(x.Files))
+	for k := range x.Files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+const magic = "MMRMAN1\n"
+
+var (
+	once sync.Once
+	enc  *zstd.Encoder
+	dec  *zstd.Decoder
+)
+
+func codecs() {
+	once.Do(func() {
+		enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		dec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(4<<30))
+	})
+}
+
+// Encode serialises an index as a manifest object body.
+func Encode(x *Index) ([]byte, error) {
+	codecs()
+	body, err := json.Marshal(x)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	return enc.EncodeAll(append([]byte(magic), body...), nil), nil
+}
+
+// Decode reads a manifest object body.
+func Decode(b []byte) (*Index, error) {
+	codecs()
+	raw, err := dec.DecodeAll(b, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	body, ok := strings.CutPrefix(string(raw), magic)
+	if !ok {
+		return nil, fmt.Errorf("%w: bad header", ErrCorrupt)
+	}
+	x := &Index{}
+	if err := json.Unmarshal([]byte(body), x); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if x.Files == nil {
+		x.Files = map[string]*Entry{}
+	}
+	return x, nil
+}
+
+// Prefix is where a host's manifests live.
+func Prefix(host string) string { return "hosts/" + host + "/manifests/" }
+
+const timeLayout = "20060102T150405.000000000Z"
+
+// ObjectKey names the manifest of x.
+func ObjectKey(x *Index) string {
+	return fmt.Sprintf("%s%020d_%s.man", Prefix(x.Host), x.Seq, time.Unix(0, x.Time).UTC().Format(timeLayout))
+}
+
+// Info is what a manifest key tells.
+type Info struct {
+	Key  string
+	Seq  uint64
+	Time time.Time
+}
+
+// ParseKey reads a manifest key.
+func ParseKey(key string) (Info, error) {
+	i := strings.LastIndex(key, "/manifests/")
+	if i < 0 {
+		return Info{}, fmt.Errorf("not a manifest key: %q", key)
+	}
+	name, ok := strings.CutSuffix(key[i+len("/manifests/"):], ".man")
+	seqS, timeS, ok2 := strings.Cut(name, "_")
+	seq, err := strconv.ParseUint(seqS, 10, 64)
+	t, err2 := time.Parse(timeLayout, timeS)
+	if !ok || !ok2 || err != nil || err2 != nil {
+		return Info{}, fmt.Errorf("not a manifest key: %q", key)
+	}
+	return Info{Key: key, Seq: seq, Time: t}, nil
+}
+
+// BlobKey is where a chunk is stored. Blobs are shared by all hosts of a store, so the
+// same content is stored once.
+func BlobKey(id string) string { return "blobs/" + id[:2] + "/" + id }

@@ -1,0 +1,231 @@
+package restore
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/manifest"
+	"github.com/mmreplicate/mmreplicate/objstore"
+)
+
+// finish writes the final state: folders, append files from staging, whole files from
+// their blobs (fetched in parallel, every hash checked), links and databases.
+func finish(ctx context.Context, o Options, b *builder, res *Result) error {
+	keys := make([]string, 0, len(b.files))
+	for k, st := range b.files {
+		if !st.deleted && o.wantsPath(st.source, st.path) {
+			keys = append(keys, k)
+		} else if st.incomplete != "" && o.wantsPath(st.source, st.path) {
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: %s", k, st.incomplete))
+		}
+	}
+	sort.Strings(keys)
+	blobs := map[[32]byte]bool{}
+	var blobBytes int64
+	for _, k := range keys {
+		st := b.files[k]
+		if st.incomplete != "" {
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: %s", k, st.incomplete))
+		}
+		if st.kind == manifest.KindDir {
+			continue
+		}
+		res.Files++
+		res.Bytes += st.size
+		for _, c := range st.chunks {
+			if !blobs[c.Hash] {
+				blobs[c.Hash] = true
+				blobBytes += int64(c.Size)
+			}
+		}
+		if o.DryRun {
+			fmt.Fprintf(o.Out, "%s\t%s\t%d bytes\n", k, st.kind, st.size)
+		}
+	}
+	res.Blobs = len(blobs)
+	if o.DryRun {
+		fmt.Fprintf(o.Out, "plan: %d files, %d bytes, %d segment objects and %d blobs (%d bytes) to fetch\n",
+			res.Files, res.Bytes, res.Segments, res.Blobs, blobBytes)
+		return nil
+	}
+	// Folders first (deepest last), so files and links have somewhere to go.
+	for _, k := range keys {
+		if st := b.files[k]; st.kind == manifest.KindDir {
+			if err := os.MkdirAll(target(o.To, st), dirMode(st.mode)); err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+		}
+	}
+	bar := newProgress(o.Progress, "bytes", res.Bytes)
+	defer bar.done()
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for _, k := range keys {
+		st := b.files[k]
+		if st.kind == manifest.KindDir {
+			continue
+		}
+		g.Go(func() error {
+			err := place(gctx, o, b.stage, st)
+			bar.add(st.size)
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, errFatal) || gctx.Err() != nil {
+				return err
+			}
+			mu.Lock()
+			res.Problems = append(res.Problems, fmt.Sprintf("%s/%s: %v", st.source, st.path, err))
+			res.Files--
+			res.Bytes -= st.size
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Folder times last: writing files into them changed them.
+	for _, k := range keys {
+		if st := b.files[k]; st.kind == manifest.KindDir && st.time > 0 {
+			t := time.Unix(0, st.time)
+			_ = os.Chtimes(target(o.To, st), t, t)
+		}
+	}
+	return nil
+}
+
+// errFatal marks a local failure (disk, permissions) that stops the restore, as opposed to
+// a damaged object, which is reported while the rest goes on.
+var errFatal = errors.New("restore failed")
+
+func target(root string, st *fileState) string {
+	return filepath.Join(root, st.source, filepath.FromSlash(st.path))
+}
+
+func dirMode(m uint32) os.FileMode {
+	if m&0o777 == 0 {
+		return 0o755
+	}
+	return os.FileMode(m & 0o777)
+}
+
+// place writes one file, link or database into the target, atomically.
+func place(ctx context.Context, o Options, stage string, st *fileState) error {
+	dst := target(o.To, st)
+	if rel, err := filepath.Rel(o.To, dst); err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("refusing path outside the target")
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	if st.kind == manifest.KindSymlink {
+		_ = os.Remove(dst)
+		if err := os.Symlink(st.target, dst); err != nil {
+			return fmt.Errorf("%w: %w", errFatal, err)
+		}
+		return nil
+	}
+	tmp := st.tmp
+	switch st.kind {
+	case manifest.KindFile:
+		f, err := os.CreateTemp(stage, "blob-*")
+		if err != nil {
+			return fmt.Errorf("%w: %w", errFatal, err)
+		}
+		tmp = f.Name()
+		err = assemble(ctx, o.Store, f, st.chunks)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("%w: %w", errFatal, cerr)
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	case manifest.KindDB:
+		if err := finalizeDB(st); err != nil {
+			return err
+		}
+	}
+	if tmp == "" { // an empty file never got a staging file
+		f, err := os.CreateTemp(stage, "empty-*")
+		if err != nil {
+			return fmt.Errorf("%w: %w", errFatal, err)
+		}
+		f.Close()
+		tmp = f.Name()
+	}
+	mode := os.FileMode(st.mode & 0o7777)
+	if mode == 0 {
+		mode = 0o644
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	if st.time > 0 {
+		t := time.Unix(0, st.time)
+		_ = os.Chtimes(tmp, t, t) // the capture time, which serve-s3 shows as Last-Modified
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	return nil
+}
+
+// assemble writes a file's chunks in order, checking each against its hash.
+func assemble(ctx context.Context, store objstore.Store, w io.Writer, chunks []journal.ChunkRef) error {
+	for _, c := range chunks {
+		data, err := store.Get(ctx, manifest.BlobKey(c.ID()))
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", manifest.BlobKey(c.ID()), err)
+		}
+		if sha256.Sum256(data) != c.Hash || len(data) != int(c.Size) {
+			return fmt.Errorf("blob %s: content does not match its hash", manifest.BlobKey(c.ID()))
+		}
+		if _, err := w.Write(data); err != nil {
+			return fmt.Errorf("%w: %w", errFatal, err)
+		}
+	}
+	return nil
+}
+
+// progress draws a bar on a terminal; every method is a no-op without one.
+type progress struct{ bar *progressbar.ProgressBar }
+
+func newProgress(w io.Writer, what string, total int64) *progress {
+	if w == nil || total <= 0 {
+		return &progress{}
+	}
+	opts := []progressbar.Option{progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("restore " + what),
+		progressbar.OptionShowCount(), progressbar.OptionThrottle(100 * time.Millisecond), progressbar.OptionClearOnFinish()}
+	if what == "bytes" {
+		opts = append(opts, progressbar.OptionShowBytes(true))
+	}
+	return &progress{bar: progressbar.NewOptions64(total, opts...)}
+}
+
+func (p *progress) add(n int64) {
+	if p.bar != nil {
+		_ = p.bar.Add64(n)
+	}
+}
+
+func (p *progress) done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
