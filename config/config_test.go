@@ -93,7 +93,7 @@ func TestSpecExample(t *testing.T) {
 		S3: []S3Target{{
 			Name: "default", URL: "s3://mmreplicate/prod", Endpoint: "http://127.0.0.1:7070", Region: "us-east-1",
 			AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "se/cret: #not a comment",
-			FlushInterval: time.Second, BatchBytes: 8 << 20,
+			FlushInterval: time.Second, BatchBytes: 8 << 20, ManifestInterval: 10 * time.Minute,
 		}},
 		Encryption: &Encryption{Recipients: []string{"age1…"}, IdentityFile: "/etc/mmreplicate/age.key"},
 		Git:        &Git{Repo: "/var/lib/mmreplicate/data-repo", Interval: time.Hour},
@@ -127,7 +127,7 @@ func TestDefaults(t *testing.T) {
 		{"source path", c.Sources[0].Path, filepath.Join(cwd, "rel", "dir")},
 		{"kind", c.Sources[0].Kind, KindAuto},
 		{"nats", c.NATS, NATS{MaxBytes: 1 << 30}},
-		{"s3", c.S3, []S3Target{{Name: "local", URL: "file://" + filepath.Join(dataDir, "store"), FlushInterval: time.Second, BatchBytes: 8 << 20}}},
+		{"s3", c.S3, []S3Target{{Name: "local", URL: "file://" + filepath.Join(dataDir, "store"), FlushInterval: time.Second, BatchBytes: 8 << 20, ManifestInterval: 10 * time.Minute}}},
 		{"s3 default", c.S3Default, true},
 		{"store dir", c.EmbeddedStoreDir(), filepath.Join(dataDir, "store")},
 		{"encryption", c.Encryption, (*Encryption)(nil)},
@@ -159,8 +159,8 @@ s3:
 		t.Fatal(err)
 	}
 	want := []S3Target{
-		{Name: "primary", URL: "s3://bucket/prefix", Region: "us-east-1", FlushInterval: 500 * time.Millisecond, BatchBytes: 16 << 20},
-		{Name: "backup", URL: "file:///mnt/backup", Region: "eu-west-1", FlushInterval: time.Second, BatchBytes: 8 << 20},
+		{Name: "primary", URL: "s3://bucket/prefix", Region: "us-east-1", FlushInterval: 500 * time.Millisecond, BatchBytes: 16 << 20, ManifestInterval: 10 * time.Minute},
+		{Name: "backup", URL: "file:///mnt/backup", Region: "eu-west-1", FlushInterval: time.Second, BatchBytes: 8 << 20, ManifestInterval: 10 * time.Minute},
 	}
 	if !reflect.DeepEqual(c.S3, want) || c.S3Default {
 		t.Fatalf("S3 = %+v (default %v), want %+v", c.S3, c.S3Default, want)

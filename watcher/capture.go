@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/restic/chunker"
+
 	"github.com/mmreplicate/mmreplicate/journal"
 )
 
@@ -130,9 +132,28 @@ func splitData(source, rel string, offset int64, mode uint32, data []byte) []jou
 	return recs
 }
 
-// captureWhole reads a whole file and ships it when its content changed. The file is
-// read again if it changed while being read, so a torn copy never travels.
-func captureWhole(source, rel, abs string, prev *fileState) (change, error) {
+// Chunking parameters: content-defined boundaries (so an edit in the middle of a large
+// file changes only the chunks around it), small enough that one chunk always fits a
+// record and a NATS message of the server's default size.
+const (
+	chunkMin     = 64 << 10
+	chunkMax     = MaxRecordData
+	chunkAvgBits = 17 // 128 KiB on average
+	// chunkPol is fixed so that every host cuts the same content the same way and equal
+	// content is stored once.
+	chunkPol = chunker.Pol(0x3DA3358B4DC173)
+	// flushBytes is how much new chunk data a large file accumulates before it is
+	// journaled ahead of its file record, which keeps memory bounded for any file size.
+	flushBytes = 16 << 20
+)
+
+// chunkSink journals chunk records of a large file ahead of its OpFile record.
+type chunkSink func(recs []journal.Record) error
+
+// captureWhole reads a whole file as content-defined chunks and ships it when its
+// content or mode changed. Chunks already sent travel no more. A file that changes while
+// being read is read again, so a torn copy never travels.
+func (w *Watcher) captureWhole(source, rel, abs string, prev *fileState, early chunkSink) (change, error) {
 	ch := change{key: source + "/" + rel}
 	for attempt := 0; ; attempt++ {
 		before, err := os.Lstat(abs)
@@ -144,10 +165,11 @@ func captureWhole(source, rel, abs string, prev *fileState) (change, error) {
 		}
 		dev, ino := identity(before)
 		mode := uint32(before.Mode().Perm())
-		if prev != nil && prev.Kind == "file" && prev.Dev == dev && prev.Ino == ino && prev.Offset == before.Size() && prev.MTime == before.ModTime().UnixNano() && prev.Mode == mode {
+		mtime := before.ModTime().UnixNano()
+		if prev != nil && prev.Kind == "file" && prev.Dev == dev && prev.Ino == ino && prev.Offset == before.Size() && prev.MTime == mtime && prev.Mode == mode {
 			return ch, nil
 		}
-		data, err := os.ReadFile(abs)
+		refs, recs, sum, err := w.chunkFile(abs, early)
 		if err != nil {
 			return ch, err
 		}
@@ -155,22 +177,99 @@ func captureWhole(source, rel, abs string, prev *fileState) (change, error) {
 		if err != nil {
 			return ch, err
 		}
-		if after.Size() != int64(len(data)) || !after.ModTime().Equal(before.ModTime()) {
+		if after.Size() != before.Size() || after.ModTime().UnixNano() != mtime {
 			if attempt < 5 {
 				continue
 			}
 			return ch, fmt.Errorf("file keeps changing while read")
 		}
-		if bytes.HasPrefix(data, sqliteHeader) {
-			return ch, fmt.Errorf("%w: SQLite database (WAL capture is not in this build)", errSkip)
-		}
-		sum := sha256.Sum256(data)
-		st := &fileState{Kind: "file", Dev: dev, Ino: ino, Offset: int64(len(data)), Tail: sum, Mode: mode, MTime: before.ModTime().UnixNano()}
+		st := &fileState{Kind: "file", Dev: dev, Ino: ino, Offset: before.Size(), Tail: sum, Mode: mode, MTime: mtime}
 		ch.state = st
 		if prev != nil && prev.Kind == "file" && prev.Tail == sum && prev.Mode == mode {
 			return ch, nil // touched, same content: remember the new mtime only
 		}
-		ch.recs = splitData(source, rel, 0, mode, data)
+		ch.recs = append(recs, journal.Record{Op: journal.OpFile, Source: source, Path: rel, Offset: before.Size(), Mode: mode, Data: journal.EncodeChunks(refs)})
 		return ch, nil
 	}
+}
+
+// chunkFile splits a file into chunks, returning the chunk list, records for the chunks
+// not sent before (large batches go out early through early), and the hash of the list.
+func (w *Watcher) chunkFile(abs string, early chunkSink) ([]journal.ChunkRef, []journal.Record, [32]byte, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, nil, [32]byte{}, err
+	}
+	defer f.Close()
+	head := make([]byte, len(sqliteHeader))
+	if n, _ := io.ReadFull(f, head); n == len(head) && bytes.Equal(head, sqliteHeader) {
+		return nil, nil, [32]byte{}, errSQLite
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, [32]byte{}, err
+	}
+	c := chunker.NewWithBoundaries(f, chunkPol, chunkMin, chunkMax)
+	c.SetAverageBits(chunkAvgBits)
+	buf := make([]byte, chunkMax)
+	var refs []journal.ChunkRef
+	var recs []journal.Record
+	pending := 0
+	list := sha256.New()
+	for {
+		chunk, err := c.Next(buf)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, [32]byte{}, err
+		}
+		ref := journal.ChunkRef{Hash: sha256.Sum256(chunk.Data), Size: uint32(chunk.Length)}
+		list.Write(ref.Hash[:])
+		refs = append(refs, ref)
+		if w.sentChunk(ref.Hash) {
+			continue
+		}
+		recs = append(recs, journal.Record{Op: journal.OpChunk, Path: ref.ID(), Data: append([]byte(nil), chunk.Data...)})
+		pending += len(chunk.Data)
+		if pending >= flushBytes && early != nil {
+			if err := early(recs); err != nil {
+				return nil, nil, [32]byte{}, err
+			}
+			recs, pending = nil, 0
+		}
+	}
+	var sum [32]byte
+	copy(sum[:], list.Sum(nil))
+	return refs, recs, sum, nil
+}
+
+// errSQLite reports a SQLite database met by whole-file capture.
+var errSQLite = errors.New("SQLite database")
+
+// captureSymlink records a link's target; links are never followed.
+func captureSymlink(source, rel, abs string, fi os.FileInfo, prev *fileState) (change, error) {
+	ch := change{key: source + "/" + rel}
+	target, err := os.Readlink(abs)
+	if err != nil {
+		return ch, err
+	}
+	sum := sha256.Sum256([]byte(target))
+	ch.state = &fileState{Kind: "symlink", Tail: sum, MTime: fi.ModTime().UnixNano()}
+	if prev != nil && prev.Kind == "symlink" && prev.Tail == sum {
+		return ch, nil
+	}
+	ch.recs = []journal.Record{{Op: journal.OpSymlink, Source: source, Path: rel, Data: []byte(target)}}
+	return ch, nil
+}
+
+// captureDir records a folder, so that empty folders come back in a restore.
+func captureDir(source, rel string, fi os.FileInfo, prev *fileState) (change, error) {
+	ch := change{key: source + "/" + rel}
+	mode := uint32(fi.Mode().Perm())
+	ch.state = &fileState{Kind: "dir", Mode: mode}
+	if prev != nil && prev.Kind == "dir" && prev.Mode == mode {
+		return ch, nil
+	}
+	ch.recs = []journal.Record{{Op: journal.OpDir, Source: source, Path: rel, Mode: mode}}
+	return ch, nil
 }

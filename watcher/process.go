@@ -3,6 +3,7 @@ package watcher
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -63,22 +64,28 @@ func (w *Watcher) process(force bool) {
 	_ = w.save(false)
 }
 
-// capture reads one pending file. A vanished file becomes a delete record when it was
+// capture reads one pending path. A vanished path becomes a delete record when it was
 // shipped before.
 func (w *Watcher) capture(p *pending) (change, error) {
 	s := p.source
 	key := s.Name + "/" + p.rel
 	abs := filepath.Join(s.Path, filepath.FromSlash(p.rel))
 	prev := w.files[key]
-	if sqliteSide(p.rel) {
-		return change{}, errSkip
-	}
+	fi, err := os.Lstat(abs)
 	var ch change
-	var err error
-	if kindOf(s, p.rel) == "append" {
-		ch, err = captureAppend(s.Name, p.rel, abs, prev)
-	} else {
-		ch, err = captureWhole(s.Name, p.rel, abs, prev)
+	if err == nil {
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			ch, err = captureSymlink(s.Name, p.rel, abs, fi, prev)
+		case fi.IsDir():
+			ch, err = captureDir(s.Name, p.rel, fi, prev)
+		case !fi.Mode().IsRegular() || sqliteSide(p.rel):
+			err = errSkip
+		case kindOf(s, p.rel) == "append":
+			ch, err = captureAppend(s.Name, p.rel, abs, prev)
+		default:
+			ch, err = w.captureWhole(s.Name, p.rel, abs, prev, w.journalChunks)
+		}
 	}
 	switch {
 	case err == nil:
@@ -92,7 +99,7 @@ func (w *Watcher) capture(p *pending) (change, error) {
 		}
 		return change{key: key, recs: []journal.Record{{Op: journal.OpDelete, Source: s.Name, Path: p.rel}}}, nil
 	default:
-		if errors.Is(err, errSkip) {
+		if errors.Is(err, errSkip) || errors.Is(err, errSQLite) {
 			w.skipped.Add(1)
 		} else {
 			w.errs.Add(1)
@@ -105,12 +112,47 @@ func (w *Watcher) capture(p *pending) (change, error) {
 	}
 }
 
+// journalChunks journals the chunks of a large file ahead of its file record.
+func (w *Watcher) journalChunks(recs []journal.Record) error {
+	if err := w.o.Journal.Append(recs); err != nil {
+		return err
+	}
+	w.markSent(recs)
+	return nil
+}
+
+// sentChunk reports whether a chunk was journaled already in this run, so it need not
+// travel again. After a restart chunks are sent once more; the store keeps one copy.
+func (w *Watcher) sentChunk(h [32]byte) bool {
+	_, ok := w.sent[h]
+	return ok
+}
+
+func (w *Watcher) markSent(recs []journal.Record) {
+	for _, r := range recs {
+		if r.Op == journal.OpChunk {
+			if h, err := journal.ParseChunkID(r.Path); err == nil {
+				w.sent[h] = struct{}{}
+			}
+		}
+	}
+}
+
 // commit journals the changes; their new states are kept only once the journal has
 // fsynced them. It returns false when the journal refused them (they stay dirty).
 func (w *Watcher) commit(changes []change) bool {
 	var recs []journal.Record
+	inBatch := map[string]bool{}
 	for _, c := range changes {
-		recs = append(recs, c.recs...)
+		for _, r := range c.recs {
+			if r.Op == journal.OpChunk {
+				if inBatch[r.Path] {
+					continue // two files with the same content: one copy travels
+				}
+				inBatch[r.Path] = true
+			}
+			recs = append(recs, r)
+		}
 	}
 	if err := w.o.Journal.Append(recs); err != nil {
 		if !w.full.Swap(true) || !errors.Is(err, journal.ErrFull) {
@@ -124,6 +166,7 @@ func (w *Watcher) commit(changes []change) bool {
 		}
 		return false
 	}
+	w.markSent(recs)
 	if w.full.Swap(false) {
 		w.log.Info("journal accepts appends again")
 	}

@@ -62,6 +62,7 @@ type Watcher struct {
 	errs      atomic.Uint64
 	full      atomic.Bool
 	warned    map[string]bool
+	sent      map[[32]byte]struct{} // chunks journaled in this run
 }
 
 type pending struct {
@@ -91,7 +92,7 @@ func New(o Options) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{o: o, log: o.Log.With("component", "watcher"), files: files, dirty: map[string]*pending{},
-		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}}
+		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}, sent: map[[32]byte]struct{}{}}
 	for _, s := range o.Sources {
 		w.roots[s.Name] = s
 	}
@@ -200,10 +201,29 @@ func (w *Watcher) event(ev fsnotify.Event) {
 	if !ok {
 		return
 	}
-	if _, known := w.files[src.Name+"/"+rel]; !known && !src.Match(rel) {
+	key := src.Name + "/" + rel
+	if st, known := w.files[key]; known && st.Kind == "dir" && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+		// A folder moved or went away: everything shipped under it is gone from here.
+		prefix := key + "/"
+		for k := range w.files {
+			if strings.HasPrefix(k, prefix) {
+				w.mark(src, k[len(src.Name)+1:], true)
+			}
+		}
+	}
+	if _, known := w.files[key]; !known && !w.wanted(src, rel, false) {
 		return
 	}
 	w.mark(src, rel, false)
+}
+
+// wanted applies the source's globs. Folders are recorded (for empty folders) only when
+// the source has no include globs; excluded folders are never recorded.
+func (w *Watcher) wanted(s config.Source, rel string, dir bool) bool {
+	if dir {
+		return len(s.Include) == 0 && s.Match(rel)
+	}
+	return s.Match(rel)
 }
 
 func (w *Watcher) mark(src config.Source, rel string, immediate bool) {
@@ -266,16 +286,17 @@ func (w *Watcher) walkSource(s config.Source, seen map[string]bool, initial bool
 			}
 			return nil
 		}
+		rel, _ := filepath.Rel(s.Path, p)
+		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
 			if err := w.fsw.Add(p); err != nil && !w.warned[p] {
 				w.warned[p] = true
 				w.log.Warn("cannot watch folder; the periodic scan covers it", "path", p, "err", err)
 			}
-			return nil
-		}
-		rel, _ := filepath.Rel(s.Path, p)
-		rel = filepath.ToSlash(rel)
-		if !d.Type().IsRegular() || !s.Match(rel) {
+			if rel == "." || !w.wanted(s, rel, true) {
+				return nil
+			}
+		} else if !(d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0) || !w.wanted(s, rel, false) {
 			return nil
 		}
 		if !utf8.ValidString(rel) {
@@ -296,11 +317,8 @@ func (w *Watcher) walkSource(s config.Source, seen map[string]bool, initial bool
 			w.mark(s, rel, true)
 			return nil
 		}
-		if fi, err := d.Info(); err == nil {
-			dev, ino := identity(fi)
-			if dev != st.Dev || ino != st.Ino || fi.Size() != st.Offset || (st.Kind == "file" && fi.ModTime().UnixNano() != st.MTime) {
-				w.mark(s, rel, true)
-			}
+		if fi, err := d.Info(); err == nil && changedSince(st, fi) {
+			w.mark(s, rel, true)
 		}
 		return nil
 	})
@@ -335,4 +353,17 @@ func kindOf(s config.Source, rel string) string {
 // as files of their own.
 func sqliteSide(rel string) bool {
 	return strings.HasSuffix(rel, "-wal") || strings.HasSuffix(rel, "-shm") || strings.HasSuffix(rel, "-journal")
+}
+
+// changedSince tells from a stat whether a path may differ from what was shipped.
+func changedSince(st *fileState, fi fs.FileInfo) bool {
+	switch st.Kind {
+	case "dir":
+		return !fi.IsDir() || uint32(fi.Mode().Perm()) != st.Mode
+	case "symlink":
+		return fi.Mode()&fs.ModeSymlink == 0 || fi.ModTime().UnixNano() != st.MTime
+	}
+	dev, ino := identity(fi)
+	return dev != st.Dev || ino != st.Ino || fi.Size() != st.Offset ||
+		(st.Kind == "file" && (fi.ModTime().UnixNano() != st.MTime || uint32(fi.Mode().Perm()) != st.Mode))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,19 +14,23 @@ import (
 // rig runs a watcher over a temp source with a real journal and replays what it journals
 // into file contents, as restore would.
 type rig struct {
-	t     *testing.T
-	src   string
-	j     *journal.Journal
-	state string
-	stop  context.CancelFunc
-	done  chan error
-	next  uint64
-	files map[string][]byte
+	t      *testing.T
+	src    string
+	j      *journal.Journal
+	state  string
+	stop   context.CancelFunc
+	done   chan error
+	next   uint64
+	files  map[string][]byte
+	chunks map[string][]byte
+	links  map[string]string
+	dirs   map[string]bool
 }
 
 func newRig(t *testing.T, s config.Source) *rig {
 	dir := t.TempDir()
-	r := &rig{t: t, src: filepath.Join(dir, "src"), state: filepath.Join(dir, "state.json"), next: 1, files: map[string][]byte{}}
+	r := &rig{t: t, src: filepath.Join(dir, "src"), state: filepath.Join(dir, "state.json"), next: 1, files: map[string][]byte{},
+		chunks: map[string][]byte{}, links: map[string]string{}, dirs: map[string]bool{}}
 	os.MkdirAll(r.src, 0o755)
 	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
 	if err != nil {
@@ -75,8 +78,36 @@ func (r *rig) replay() []journal.Record {
 	}
 	for _, rec := range recs {
 		switch rec.Op {
+		case journal.OpChunk:
+			if _, dup := r.chunks[rec.Path]; dup {
+				r.t.Fatalf("chunk %s journaled twice", rec.Path)
+			}
+			r.chunks[rec.Path] = rec.Data
+		case journal.OpFile:
+			refs, err := journal.DecodeChunks(rec.Data)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			var b []byte
+			for _, c := range refs {
+				data, ok := r.chunks[c.ID()]
+				if !ok {
+					r.t.Fatalf("%s refers to chunk %s that was never journaled", rec.Path, c.ID())
+				}
+				b = append(b, data...)
+			}
+			if int64(len(b)) != rec.Offset {
+				r.t.Fatalf("%s: chunks hold %d bytes, record says %d", rec.Path, len(b), rec.Offset)
+			}
+			r.files[rec.Path] = b
+		case journal.OpSymlink:
+			r.links[rec.Path] = string(rec.Data)
+		case journal.OpDir:
+			r.dirs[rec.Path] = true
 		case journal.OpDelete:
 			delete(r.files, rec.Path)
+			delete(r.links, rec.Path)
+			delete(r.dirs, rec.Path)
 		case journal.OpAppend:
 			b := r.files[rec.Path]
 			if int64(len(b)) < rec.Offset {
@@ -178,9 +209,26 @@ func TestWholeFileKind(t *testing.T) {
 	r.expect("report.md", "# v1\n", false)
 	r.write("report.md", "# v2, longer\n", false)
 	r.expect("report.md", "# v2, longer\n", false)
-	big := strings.Repeat("0123456789abcdef", MaxRecordData/8) // several records, one capture
+	big := randomText(3 << 20) // many chunks
 	r.write("big.bin", big, false)
 	r.expect("big.bin", big, false)
+	// An edit in the middle of a large file sends only the chunks around it.
+	before := len(r.chunks)
+	edited := []byte(big)
+	copy(edited[len(edited)/2:], "EDITED")
+	r.write("big.bin", string(edited), false)
+	r.expect("big.bin", string(edited), false)
+	if sent := len(r.chunks) - before; sent > 2 {
+		t.Fatalf("a 6-byte edit sent %d new chunks", sent)
+	}
+	// A renamed file travels as a new record with the same chunks.
+	before = len(r.chunks)
+	os.Rename(filepath.Join(r.src, "big.bin"), filepath.Join(r.src, "moved.bin"))
+	r.expect("moved.bin", string(edited), false)
+	r.expect("big.bin", "", true)
+	if len(r.chunks) != before {
+		t.Fatal("a rename sent chunks again")
+	}
 	os.WriteFile(filepath.Join(r.src, "db.sqlite"), append([]byte("SQLite format 3\x00"), make([]byte, 100)...), 0o644)
 	r.write("db.sqlite-wal", "x", false)
 	time.Sleep(300 * time.Millisecond)
@@ -213,4 +261,36 @@ func TestRestartResumesFromSavedState(t *testing.T) {
 	if shipped != len("one\ntwo\n") {
 		t.Fatalf("%d bytes journaled for 8 bytes of lines: something travelled twice", shipped)
 	}
+}
+
+func randomText(n int) string {
+	b := make([]byte, n)
+	x := uint64(88172645463325252)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = 'a' + byte(x%26)
+	}
+	return string(b)
+}
+
+func TestSymlinksAndEmptyFolders(t *testing.T) {
+	r := newRig(t, config.Source{})
+	os.MkdirAll(filepath.Join(r.src, "empty/inner"), 0o750)
+	os.Symlink("../elsewhere/target", filepath.Join(r.src, "link"))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && (!r.dirs["empty/inner"] || r.links["link"] == "") {
+		r.replay()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !r.dirs["empty"] || !r.dirs["empty/inner"] || r.links["link"] != "../elsewhere/target" {
+		t.Fatalf("dirs %v links %v", r.dirs, r.links)
+	}
+	// A folder renamed: its files are deleted at the old path and appear at the new one.
+	r.write("docs/a.md", "A", false)
+	r.expect("docs/a.md", "A", false)
+	os.Rename(filepath.Join(r.src, "docs"), filepath.Join(r.src, "papers"))
+	r.expect("papers/a.md", "A", false)
+	r.expect("docs/a.md", "", true)
 }

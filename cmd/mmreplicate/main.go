@@ -27,6 +27,7 @@ commands:
   run             the daemon: watch, journal, publish, upload
   restore         rebuild files as they were at a time: --at TIME --to DIR
   status          what the running daemon is doing (--json)
+  verify          read the store back: checksums, gaps, missing blobs, recoverable window
   check-config    validate the config file
   version         print version, commit and build date
 
@@ -164,6 +165,24 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		return app.Run(ctx, app.RunOptions{Config: cfg, Log: f.logger(stderr), Out: stdout})
 	case "restore":
 		return restoreCmd(ctx, args, stdout, stderr)
+	case "verify":
+		f := newFlags("verify", "verify [--json] [--host NAME] [--from NAME] [--read-data]", stderr)
+		var hosts multi
+		o := app.VerifyOptions{Out: stdout}
+		f.Var(&hosts, "host", "verify only this host (repeatable; default: every host in the store)")
+		f.StringVar(&o.From, "from", "", "S3 target to read (default: the first that answers)")
+		f.BoolVar(&o.JSON, "json", false, "print the report as JSON")
+		f.BoolVar(&o.ReadData, "read-data", false, "also read every blob and check its hash")
+		f.IntVar(&o.Parallel, "parallel", 16, "objects read at once")
+		if err := f.parse(args); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return err
+		}
+		o.Config, o.Hosts = cfg, hosts
+		return app.Verify(ctx, o)
 	case "status":
 		f := newFlags("status", "status [--json]", stderr)
 		asJSON := f.Bool("json", false, "print the daemon's status as JSON")

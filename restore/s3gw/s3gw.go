@@ -1,0 +1,228 @@
+// Package s3gw serves one host's replicated state, at any time, as a read-only S3 bucket:
+//
+//	@latest/<source>/<path>            the newest state
+//	@<TIME>/<source>/<path>            the state at TIME (any TIME form timespec accepts)
+//	@history/<source>/<path>/<TIME>    every stored version of one file
+//
+// The S3 protocol itself (request routing, XML, listings, ranges, error bodies) is
+// gofakes3's; this package is the backend behind it, plus the Signature V4 check and the
+// read-only guard in front of it (gofakes3 has neither). A state is rebuilt once with
+// restore.Run into a cache folder and reused for every listing and read at that instant.
+package s3gw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mmreplicate/mmreplicate/objstore"
+	"github.com/mmreplicate/mmreplicate/restore"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	Store objstore.Store
+	Host  string
+	// CacheDir holds the rebuilt states; the gateway works in a new folder inside it and
+	// removes that folder on Close. Default: the system's temporary folder.
+	CacheDir string
+	// MaxStates is how many states (distinct instants) stay rebuilt on disk; default 4.
+	MaxStates int
+	// MaxVersions is how many single-file history versions stay on disk; default 256.
+	MaxVersions int
+	// MaxBytes bounds the disk used by the cached states and versions together; the
+	// entry being served is kept even when it alone is larger. Default 2 GiB.
+	MaxBytes int64
+	// Refresh is how long one listing of the store's catalog is reused, so that @latest
+	// stays fresh without listing the store on every request. Default 1s.
+	Refresh time.Duration
+	// Parallel is how many objects a rebuild fetches at once; default 16.
+	Parallel int
+	Log      *slog.Logger
+	// Now tells the time relative TIMEs ("-1h") are taken from; default time.Now.
+	Now func() time.Time
+}
+
+// Gateway is the store-backed bucket of one host.
+type Gateway struct {
+	o      Options
+	bucket string
+	root   string // our folder inside CacheDir
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	catMu sync.Mutex
+	cat   *catalog
+
+	states   *lru
+	versions *lru
+	hist     *history
+}
+
+// New opens a gateway over o.Store for o.Host. It does not touch the store yet: the
+// first request lists it.
+func New(ctx context.Context, o Options) (*Gateway, error) {
+	if o.Store == nil || o.Host == "" {
+		return nil, errors.New("s3gw: a store and a host are required")
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = os.TempDir()
+	}
+	if o.MaxStates <= 0 {
+		o.MaxStates = 4
+	}
+	if o.MaxVersions <= 0 {
+		o.MaxVersions = 256
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 2 << 30
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = time.Second
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 16
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("s3gw: cache folder: %w", err)
+	}
+	root, err := os.MkdirTemp(o.CacheDir, "mmreplicate-serve-s3-")
+	if err != nil {
+		return nil, fmt.Errorf("s3gw: cache folder: %w", err)
+	}
+	g := &Gateway{o: o, bucket: BucketName(o.Host), root: root}
+	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	g.states = newLRU(o.MaxStates, o.MaxBytes)
+	g.versions = newLRU(o.MaxVersions, o.MaxBytes/4)
+	g.hist = newHistory()
+	return g, nil
+}
+
+// Bucket is the bucket name the gateway answers to.
+func (g *Gateway) Bucket() string { return g.bucket }
+
+// CacheRoot is the folder the gateway rebuilds states in.
+func (g *Gateway) CacheRoot() string { return g.root }
+
+// Close stops rebuilds in progress and removes the cache folder.
+func (g *Gateway) Close() error {
+	g.cancel()
+	return os.RemoveAll(g.root)
+}
+
+// BucketName is the bucket of a host: lowercased, with every character outside a-z, 0-9,
+// '.' and '-' turned into '-'.
+func BucketName(host string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return '-'
+	}, host)
+}
+
+// catalog is one listing of the host's objects, with what resolving a TIME needs.
+type catalog struct {
+	at  time.Time
+	cat *restore.Catalog
+	// byFirst holds the segments ordered by first capture time; maxLast[k] is the newest
+	// last capture time among byFirst[:k] and fp[k] a fingerprint of their keys.
+	byFirst []segInfo
+	maxLast []int64
+	fp      []uint64
+}
+
+type segInfo struct {
+	first, last int64
+	key         string
+}
+
+// catalogNow returns the host's catalog, listing the store again when the last listing
+// is older than Refresh.
+func (g *Gateway) catalogNow() (*catalog, error) {
+	g.catMu.Lock()
+	defer g.catMu.Unlock()
+	now := time.Now()
+	if g.cat != nil && now.Sub(g.cat.at) < g.o.Refresh {
+		return g.cat, nil
+	}
+	rc, err := restore.List(g.ctx, g.o.Store, g.o.Host)
+	if err != nil {
+		return nil, err
+	}
+	c := &catalog{at: now, cat: rc}
+	for _, s := range rc.Segments {
+		c.byFirst = append(c.byFirst, segInfo{s.FirstTime.UnixNano(), s.LastTime.UnixNano(), s.Key})
+	}
+	sortSegs(c.byFirst)
+	c.maxLast = make([]int64, len(c.byFirst)+1)
+	c.fp = make([]uint64, len(c.byFirst)+1)
+	c.fp[0] = fnvOffset
+	for i, s := range c.byFirst {
+		c.maxLast[i+1] = max(c.maxLast[i], s.last)
+		c.fp[i+1] = fnvString(c.fp[i], s.key)
+	}
+	g.cat = c
+	return c, nil
+}
+
+// instant is a resolved TIME: what to hand restore.Run and the cache key of that state.
+type instant struct {
+	at    time.Time
+	empty bool // nothing is stored at or before it
+	key   string
+}
+
+// resolve maps a TIME onto the state it names. Two TIMEs with no record captured between
+// them name the same state and get the same key, so "@latest", "@-5m" and a recent
+// RFC 3339 instant share one rebuild; a segment arriving late for an instant changes the
+// fingerprint of the segments at or before it, and with it the key.
+func (c *catalog) resolve(t time.Time, latest bool) instant {
+	n := len(c.byFirst)
+	k := n
+	if !latest {
+		tn := t.UnixNano()
+		k = searchFirst(c.byFirst, tn)
+	}
+	if k == 0 {
+		// Segments may have been pruned behind a manifest: restore.Run can still start
+		// from one, so ask it (keyed by the manifest) rather than declare the state empty.
+		for i := len(c.cat.Manifests) - 1; i >= 0; i-- {
+			if m := c.cat.Manifests[i]; latest || !m.Time.After(t) {
+				return instant{at: m.Time, key: "m-" + fmt.Sprintf("%d-%016x", m.Time.UnixNano(), fnvString(fnvOffset, m.Key))}
+			}
+		}
+		return instant{empty: true, key: "empty"}
+	}
+	eff := c.maxLast[k]
+	if !latest && eff > t.UnixNano() {
+		eff = t.UnixNano() // t falls inside a segment: only its records can tell
+	}
+	return instant{at: time.Unix(0, eff).UTC(), key: fmt.Sprintf("s-%d-%d-%016x", eff, k, c.fp[k])}
+}
+
+const fnvOffset = 14695981039346656037
+
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	h ^= 0xff // separator
+	h *= 1099511628211
+	return h
+}
