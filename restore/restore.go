@@ -118,8 +118,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.DryRun {
 		verb = "would restore"
 	}
-	fmt.Fprintf(o.Out, "%s %d files (%d bytes) from %d segment objects (%d bytes) and %d blobs of host %s at %s\n",
-		verb, res.Files, res.Bytes, res.Segments, res.Fetched, res.Blobs, o.Host, describe(o))
+	from := "no manifest"
+	if res.Manifest != "" {
+		from = "manifest " + res.Manifest
+	}
+	fmt.Fprintf(o.Out, "%s %d files (%d bytes) from %s, %d segment objects (%d bytes) and %d blobs of host %s at %s\n",
+		verb, res.Files, res.Bytes, from, res.Segments, res.Fetched, res.Blobs, o.Host, describe(o))
 	if len(res.Problems) > 0 {
 		return res, fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(res.Problems, "; "))
 	}

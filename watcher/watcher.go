@@ -308,7 +308,9 @@ func (w *Watcher) walkSource(s config.Source, seen map[string]bool, initial bool
 			return nil
 		}
 		key := s.Name + "/" + rel
-		count++
+		if !d.IsDir() {
+			count++
+		}
 		if seen != nil {
 			seen[key] = true
 		}

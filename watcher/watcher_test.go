@@ -294,3 +294,28 @@ func TestSymlinksAndEmptyFolders(t *testing.T) {
 	r.expect("papers/a.md", "A", false)
 	r.expect("docs/a.md", "", true)
 }
+
+// TestLargeFileEditDedup: 1 KB edited in the middle of a 100 MB file sends under 1 MB of
+// new chunks.
+func TestLargeFileEditDedup(t *testing.T) {
+	r := newRig(t, config.Source{})
+	data := []byte(randomText(100 << 20))
+	r.write("model.bin", string(data), false)
+	r.expect("model.bin", string(data), false)
+	chunkBytes := func() int {
+		n := 0
+		for _, c := range r.chunks {
+			n += len(c)
+		}
+		return n
+	}
+	before := chunkBytes()
+	copy(data[50<<20:], []byte(randomText(1024)))
+	r.write("model.bin", string(data), false)
+	r.expect("model.bin", string(data), false)
+	sent := chunkBytes() - before
+	t.Logf("1 KB edit in 100 MB: %d bytes of new chunks (dedup ratio %.0f:1)", sent, float64(len(data))/float64(max(sent, 1)))
+	if sent >= 1<<20 {
+		t.Fatalf("edit sent %d bytes of chunks", sent)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -225,4 +226,39 @@ func fnvString(h uint64, s string) uint64 {
 	h ^= 0xff // separator
 	h *= 1099511628211
 	return h
+}
+
+func sortSegs(s []segInfo) {
+	sort.Slice(s, func(a, b int) bool {
+		if s[a].first != s[b].first {
+			return s[a].first < s[b].first
+		}
+		return s[a].key < s[b].key
+	})
+}
+
+// searchFirst counts the segments whose first record is at or before tn.
+func searchFirst(s []segInfo, tn int64) int {
+	return sort.Search(len(s), func(i int) bool { return s[i].first > tn })
+}
+
+// maxHours bounds the hourly entries of the bucket root (the newest are kept).
+const maxHours = 100_000
+
+// hourly names one "@<hour>" entry per hour of the recoverable window, from the hour of
+// the first capture to the hour of the last, oldest first.
+func (c *catalog) hourly() []string {
+	oldest, newest, ok := c.cat.Window()
+	if !ok {
+		return nil
+	}
+	from, to := oldest.UTC().Truncate(time.Hour), newest.UTC().Truncate(time.Hour)
+	if n := int(to.Sub(from)/time.Hour) + 1; n > maxHours {
+		from = to.Add(-(maxHours - 1) * time.Hour)
+	}
+	var out []string
+	for h := from; !h.After(to); h = h.Add(time.Hour) {
+		out = append(out, "@"+h.Format(time.RFC3339))
+	}
+	return out
 }
