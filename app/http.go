@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,11 +64,12 @@ type SinkStatus struct {
 }
 
 func (d *daemon) status() Status {
-	ov, sk, ce := d.watch.Counters()
+	w := d.watcher()
+	ov, sk, ce := w.Counters()
 	s := Status{Host: d.cfg.Host, Version: Version, Started: d.started, Overflows: ov, Skipped: sk, CaptureErr: ce,
 		Journal: JournalStatus{Dir: d.j.Dir(), Bytes: d.j.Size(), LastSeq: d.j.LastSeq(), PublishedSeq: d.pub.Next() - 1,
-			PublishErrors: d.pub.Errors(), Full: d.watch.JournalFull()}}
-	for _, st := range d.watch.Stats() {
+			PublishErrors: d.pub.Errors(), Full: w.JournalFull()}}
+	for _, st := range w.Stats() {
 		s.Sources = append(s.Sources, SourceStatus{Name: st.Name, Files: st.Files, LastChange: st.LastChange})
 	}
 	for i, w := range d.workers {
@@ -195,8 +197,9 @@ func (d *daemon) startHTTP() (func(), error) {
 	}, nil
 }
 
-// notifyReady tells systemd (Type=notify) that the daemon is up, when run under it.
-func notifyReady() {
+// sdNotify sends a state ("READY=1", "WATCHDOG=1", "STOPPING=1") to the service
+// manager when run under one with Type=notify; elsewhere it does nothing.
+func sdNotify(state string) {
 	sock := os.Getenv("NOTIFY_SOCKET")
 	if sock == "" {
 		return
@@ -206,5 +209,15 @@ func notifyReady() {
 		return
 	}
 	defer conn.Close()
-	_, _ = conn.Write([]byte("READY=1"))
+	_, _ = conn.Write([]byte(state))
+}
+
+// watchdogTicks ticks at half the service manager's watchdog period (WATCHDOG_USEC), or
+// never when there is none.
+func watchdogTicks() <-chan time.Time {
+	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return nil
+	}
+	return time.NewTicker(time.Duration(usec) * time.Microsecond / 2).C
 }

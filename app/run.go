@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -45,8 +47,11 @@ type daemon struct {
 	workers []*sinks.Worker
 	s3sinks []*s3sink.Sink
 	targets []string
-	watch   *watcher.Watcher
 	started time.Time
+	pending []config.Source // sources read on SIGHUP, swapped in by reload
+
+	watchMu sync.Mutex
+	watch   *watcher.Watcher
 }
 
 // Run is `mmreplicate run`: it returns nil after a clean shutdown when ctx ends.
@@ -145,9 +150,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		})
 		d.targets = append(d.targets, stores[i].String())
 	}
-	d.watch, err = watcher.New(watcher.Options{Sources: cfg.Sources, Journal: d.j,
-		StateFile: filepath.Join(cfg.DataDir, "watch-state.json"), Ignore: []string{cfg.DataDir}, Log: d.log})
-	if err != nil {
+	if err := d.newWatcher(cfg.Sources); err != nil {
 		return err
 	}
 	return d.serve(ctx, o)
@@ -162,7 +165,7 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	sinkCtx, stopSinks := context.WithCancel(stop)
 	defer stopSinks()
 	defer stopPub()
-	defer stopWatch()
+	defer func() { stopWatch() }()
 
 	errc := make(chan error, 8)
 	var sinkWG, pubWG sync.WaitGroup
@@ -179,28 +182,57 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	defer httpStop()
 	go d.releaseLoop(sinkCtx)
 	ready := make(chan struct{})
-	watchDone := make(chan error, 1)
-	go func() { watchDone <- d.watch.Run(watchCtx, func() { close(ready) }) }()
+	watchDone := d.startWatcher(watchCtx, func() { close(ready) })
 	select {
 	case <-ready:
 		fmt.Fprintf(o.Out, "mmreplicate %s: host %s, %d sources, journal %s, nats %s, objects land in %v\n",
 			Version, d.cfg.Host, len(d.cfg.Sources), d.j.Dir(), d.natsName(), d.targets)
 		d.log.Info("running", "host", d.cfg.Host, "sources", len(d.cfg.Sources), "targets", d.targets)
-		notifyReady()
+		sdNotify("READY=1")
 	case err := <-watchDone:
 		return err
 	case <-ctx.Done():
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	watchdog := watchdogTicks()
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-		d.log.Error("component failed; shutting down", "err", runErr)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case runErr = <-errc:
+			d.log.Error("component failed; shutting down", "err", runErr)
+			break loop
+		case runErr = <-watchDone:
+			watchDone = nil
+			d.log.Error("watcher stopped; shutting down", "err", runErr)
+			break loop
+		case <-hup:
+			if d.reloadable() {
+				stopWatch()
+				if err := <-watchDone; err != nil {
+					d.log.Error("watcher", "err", err)
+				}
+				watchCtx, stopWatch = context.WithCancel(stop)
+				if err := d.reload(); err != nil {
+					d.log.Error("reload failed; the new sources are not watched", "err", err)
+				}
+				watchDone = d.startWatcher(watchCtx, nil)
+			}
+		case <-watchdog:
+			sdNotify("WATCHDOG=1")
+		}
 	}
+	sdNotify("STOPPING=1")
 	stopWatch()
-	if err := <-watchDone; err != nil && runErr == nil {
-		runErr = err
+	if watchDone != nil {
+		if err := <-watchDone; err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	last := d.j.LastSeq()
 	deadline := time.Now().Add(o.DrainTimeout)
@@ -311,4 +343,60 @@ func lockDataDir(dir string) (func(), error) {
 		return nil, fmt.Errorf("data_dir %s: lock: %w", dir, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// newWatcher prepares the watcher of sources (at start and on reload).
+func (d *daemon) newWatcher(sources []config.Source) error {
+	w, err := watcher.New(watcher.Options{Sources: sources, Journal: d.j,
+		StateFile: filepath.Join(d.cfg.DataDir, "watch-state.json"), Ignore: []string{d.cfg.DataDir}, Log: d.log})
+	if err != nil {
+		return err
+	}
+	d.watchMu.Lock()
+	d.watch = w
+	d.watchMu.Unlock()
+	return nil
+}
+
+func (d *daemon) watcher() *watcher.Watcher {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	return d.watch
+}
+
+func (d *daemon) startWatcher(ctx context.Context, ready func()) chan error {
+	done := make(chan error, 1)
+	w := d.watcher()
+	go func() { done <- w.Run(ctx, ready) }()
+	return done
+}
+
+// reloadable reads the config again and says whether its sources can be taken over. Only
+// sources are reloaded; everything else needs a restart, which the log says.
+func (d *daemon) reloadable() bool {
+	cfg, err := config.Load(d.cfg.Path)
+	if err == nil {
+		err = cfg.CheckSources()
+	}
+	if err != nil {
+		d.log.Error("SIGHUP: config refused; keeping the running one", "err", err)
+		return false
+	}
+	if cfg.Host != d.cfg.Host || cfg.DataDir != d.cfg.DataDir || !reflect.DeepEqual(cfg.S3, d.cfg.S3) || cfg.NATS != d.cfg.NATS {
+		d.log.Warn("SIGHUP: host, data_dir, s3 and nats changes need a restart; reloading sources only")
+	}
+	d.pending = cfg.Sources
+	return true
+}
+
+// reload swaps in the sources read by reloadable. The old watcher has journaled what it
+// saw before it stopped, and the new one starts with a full scan, so nothing is lost in
+// between.
+func (d *daemon) reload() error {
+	if err := d.newWatcher(d.pending); err != nil {
+		return err
+	}
+	d.cfg.Sources = d.pending
+	d.log.Info("SIGHUP: sources reloaded", "sources", len(d.pending))
+	return nil
 }

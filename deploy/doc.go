@@ -1,0 +1,7 @@
+// Package deploy holds the deployment kit of mmreplicate: the systemd unit
+// (mmreplicate.service), the config template (mmreplicate.yml.template), the
+// installer (install.sh) and the disaster recovery runbook (RECOVERY.md).
+//
+// It has no Go code of its own; its tests install the kit into a temporary
+// DESTDIR with the real binary and check the result.
+package deploy

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReloadSourcesOnSIGHUP: a source added to the config is watched after SIGHUP, and
+// lines appended across the reload all arrive.
+func TestReloadSourcesOnSIGHUP(t *testing.T) {
+	h := newHost(t, hostOpts{})
+	d := h.start()
+	w := startWriter(h)
+	time.Sleep(500 * time.Millisecond)
+	other := filepath.Join(h.dir, "memory")
+	os.MkdirAll(other, 0o755)
+	os.WriteFile(filepath.Join(other, "notes.jsonl"), []byte("{\"m\":1}\n"), 0o644)
+	cfg, _ := os.ReadFile(h.config)
+	added := strings.Replace(string(cfg), "http:\n", fmt.Sprintf("  - name: memory\n    path: %s\nhttp:\n", other), 1)
+	os.WriteFile(h.config, []byte(added), 0o600)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	w.halt()
+	want := h.sourceState()
+	want["memory/notes.jsonl"] = "{\"m\":1}\n"
+	h.waitStored(want, 20*time.Second)
+	d.stop(t)
+	if !strings.Contains(d.out.String(), "sources reloaded") {
+		t.Fatalf("no reload in the log:\n%s", d.out)
+	}
+}
+
+// TestServiceManagerNotify: under a service manager (NOTIFY_SOCKET, WATCHDOG_USEC) the
+// daemon reports READY=1 once running, pings the watchdog, and says STOPPING=1.
+func TestServiceManagerNotify(t *testing.T) {
+	h := newHost(t, hostOpts{})
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cmd := exec.Command(binary, "run", "--config", h.config)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	got := map[string]int{}
+	buf := make([]byte, 256)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && (got["READY=1"] == 0 || got["WATCHDOG=1"] < 2) {
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := conn.Read(buf); err == nil {
+			got[string(buf[:n])]++
+		}
+	}
+	if got["READY=1"] != 1 || got["WATCHDOG=1"] < 2 {
+		t.Fatalf("notifications %v\n%s", got, out)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	for time.Now().Before(deadline.Add(10*time.Second)) && got["STOPPING=1"] == 0 {
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := conn.Read(buf); err == nil {
+			got[string(buf[:n])]++
+		}
+	}
+	if err := cmd.Wait(); err != nil || got["STOPPING=1"] != 1 {
+		t.Fatalf("stop: %v, notifications %v", err, got)
+	}
+}
