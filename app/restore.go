@@ -24,7 +24,9 @@ type RestoreOptions struct {
 	Parallel int
 	From     string
 	Force    bool
+	InPlace  bool
 	Out      io.Writer
+	Progress io.Writer // a terminal for the progress bar, or nil
 	Log      *slog.Logger
 }
 
@@ -34,8 +36,20 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	if err != nil {
 		return fmt.Errorf("%w: --at: %w", ErrUsage, err)
 	}
-	if o.To == "" && !o.DryRun {
-		return fmt.Errorf("%w: --to DIR is required", ErrUsage)
+	if o.InPlace && o.To != "" {
+		return fmt.Errorf("%w: --in-place and --to exclude each other", ErrUsage)
+	}
+	if o.To == "" && !o.DryRun && !o.InPlace {
+		return fmt.Errorf("%w: --to DIR (or --in-place) is required", ErrUsage)
+	}
+	var roots map[string]string
+	if o.InPlace {
+		// Each source goes back to its own path; sources the config no longer has are
+		// left out (restore them with --to).
+		roots = map[string]string{}
+		for _, s := range o.Config.Sources {
+			roots[s.Name] = s.Path
+		}
 	}
 	host := o.Host
 	if host == "" {
@@ -46,7 +60,7 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 		return err
 	}
 	o.Log.Info("restoring", "host", host, "from", name, "store", st.String(), "at", o.At)
-	_, err = restore.Run(ctx, restore.Options{Store: st, Host: host, At: at, Latest: latest, To: o.To,
-		Sources: o.Sources, Paths: o.Paths, DryRun: o.DryRun, Force: o.Force, Parallel: o.Parallel, Out: o.Out, Log: o.Log})
+	_, err = restore.Run(ctx, restore.Options{Store: st, Host: host, At: at, Latest: latest, To: o.To, Roots: roots,
+		Sources: o.Sources, Paths: o.Paths, DryRun: o.DryRun, Force: o.Force, Parallel: o.Parallel, Out: o.Out, Progress: o.Progress, Log: o.Log})
 	return err
 }

@@ -80,3 +80,35 @@ func TestServiceManagerNotify(t *testing.T) {
 		t.Fatalf("stop: %v, notifications %v", err, got)
 	}
 }
+
+// TestRestoreInPlace: the recovery path of a rebuilt host writes each source back to its
+// own path, and refuses to overwrite a non-empty one without --force.
+func TestRestoreInPlace(t *testing.T) {
+	h := newHost(t, hostOpts{})
+	h.appendLine("main/sessions/a.jsonl", "{\"a\":1}\n{\"a\":2}\n")
+	h.appendLine("scout/b.jsonl", "{\"b\":1}\n")
+	d := h.start()
+	want := h.sourceState()
+	h.waitStored(want, 20*time.Second)
+	d.stop(t)
+	code, _, errs := mmr(t, "restore", "--config", h.config, "--at", "latest", "--in-place")
+	if code != 1 || !strings.Contains(errs, "--force") {
+		t.Fatalf("in-place over existing files: exit %d %q", code, errs)
+	}
+	if err := os.RemoveAll(h.src); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := mmr(t, "restore", "--config", h.config, "--at", "latest", "--in-place"); code != 0 {
+		t.Fatalf("in-place restore: exit %d %s %s", code, out, errs)
+	}
+	got := map[string]string{}
+	for k, v := range tree(t, h.src) {
+		got["sessions/"+k] = v
+	}
+	if dd := diff(got, want); dd != "" {
+		t.Fatalf("in place: %s", dd)
+	}
+	if m, _ := filepath.Glob(filepath.Join(h.dir, ".mmreplicate-restore-*")); len(m) != 0 {
+		t.Fatalf("staging left behind: %v", m)
+	}
+}

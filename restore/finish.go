@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -64,7 +65,8 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 	// Folders first (deepest last), so files and links have somewhere to go.
 	for _, k := range keys {
 		if st := b.files[k]; st.kind == manifest.KindDir {
-			if err := os.MkdirAll(target(o.To, st), dirMode(st.mode)); err != nil {
+			_, dst := o.dest(st.source, st.path)
+			if err := os.MkdirAll(dst, dirMode(st.mode)); err != nil {
 				return fmt.Errorf("restore: %w", err)
 			}
 		}
@@ -103,7 +105,8 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 	for _, k := range keys {
 		if st := b.files[k]; st.kind == manifest.KindDir && st.time > 0 {
 			t := time.Unix(0, st.time)
-			_ = os.Chtimes(target(o.To, st), t, t)
+			_, dst := o.dest(st.source, st.path)
+			_ = os.Chtimes(dst, t, t)
 		}
 	}
 	return nil
@@ -112,10 +115,6 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 // errFatal marks a local failure (disk, permissions) that stops the restore, as opposed to
 // a damaged object, which is reported while the rest goes on.
 var errFatal = errors.New("restore failed")
-
-func target(root string, st *fileState) string {
-	return filepath.Join(root, st.source, filepath.FromSlash(st.path))
-}
 
 func dirMode(m uint32) os.FileMode {
 	if m&0o777 == 0 {
@@ -126,8 +125,8 @@ func dirMode(m uint32) os.FileMode {
 
 // place writes one file, link or database into the target, atomically.
 func place(ctx context.Context, o Options, stage string, st *fileState) error {
-	dst := target(o.To, st)
-	if rel, err := filepath.Rel(o.To, dst); err != nil || strings.HasPrefix(rel, "..") {
+	root, dst := o.dest(st.source, st.path)
+	if rel, err := filepath.Rel(root, dst); err != nil || strings.HasPrefix(rel, "..") {
 		return fmt.Errorf("refusing path outside the target")
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
@@ -180,7 +179,44 @@ func place(ctx context.Context, o Options, stage string, st *fileState) error {
 		t := time.Unix(0, st.time)
 		_ = os.Chtimes(tmp, t, t) // the capture time, which serve-s3 shows as Last-Modified
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := os.Rename(tmp, dst); errors.Is(err, syscall.EXDEV) {
+		err = copyAcross(tmp, dst, mode)
+	} else if err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	return nil
+}
+
+// copyAcross moves a staged file to another file system: copy beside the destination,
+// fsync, rename, so the destination still changes atomically.
+func copyAcross(tmp, dst string, mode os.FileMode) error {
+	in, err := os.Open(tmp)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(dst), ".mmreplicate-*")
+	if err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(out.Name(), mode)
+	}
+	if fi, serr := in.Stat(); err == nil && serr == nil {
+		_ = os.Chtimes(out.Name(), fi.ModTime(), fi.ModTime())
+	}
+	if err == nil {
+		err = os.Rename(out.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(out.Name())
 		return fmt.Errorf("%w: %w", errFatal, err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -32,11 +34,14 @@ var ErrNothing = errors.New("nothing to restore")
 
 // Options say what to restore, from where, and to where.
 type Options struct {
-	Store    objstore.Store
-	Host     string
-	At       time.Time // inclusive; ignored when Latest
-	Latest   bool
-	To       string
+	Store  objstore.Store
+	Host   string
+	At     time.Time // inclusive; ignored when Latest
+	Latest bool
+	To     string
+	// Roots, when set, puts each source's files under its own folder instead of
+	// To/<source> (restore --in-place); records of other sources are left out.
+	Roots    map[string]string
 	Sources  []string // only these sources (all when empty)
 	Paths    []string // only paths matching one of these globs (relative path or source/path)
 	DryRun   bool
@@ -70,8 +75,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		o.Log = slog.Default()
 	}
 	if !o.DryRun {
-		if err := checkTarget(o.To, o.Force); err != nil {
-			return Result{}, err
+		for _, root := range o.roots() {
+			if err := checkTarget(root, o.Force); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	cat, err := List(ctx, o.Store, o.Host)
@@ -88,10 +95,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	var stage string
 	if !o.DryRun {
-		if err := os.MkdirAll(o.To, 0o755); err != nil {
+		// Stage beside the first target so that the final renames stay on one file system.
+		base := o.To
+		if o.Roots != nil {
+			base = filepath.Dir(o.roots()[0])
+		}
+		if err := os.MkdirAll(base, 0o755); err != nil {
 			return res, fmt.Errorf("restore: %w", err)
 		}
-		if stage, err = os.MkdirTemp(o.To, ".mmreplicate-restore-"); err != nil {
+		if stage, err = os.MkdirTemp(base, ".mmreplicate-restore-"); err != nil {
 			return res, fmt.Errorf("restore: %w", err)
 		}
 		defer os.RemoveAll(stage)
@@ -240,6 +252,9 @@ func (o Options) wantsPath(source, path string) bool {
 	if len(o.Sources) > 0 && !contains(o.Sources, source) {
 		return false
 	}
+	if _, ok := o.Roots[source]; o.Roots != nil && !ok {
+		return false
+	}
 	if len(o.Paths) == 0 {
 		return true
 	}
@@ -261,4 +276,28 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// roots are the folders a restore writes into, sorted.
+func (o Options) roots() []string {
+	if o.Roots == nil {
+		return []string{o.To}
+	}
+	var out []string
+	for src, r := range o.Roots {
+		if len(o.Sources) == 0 || contains(o.Sources, src) {
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dest is where a path of a source goes.
+func (o Options) dest(source, path string) (root, dst string) {
+	if o.Roots != nil {
+		root = o.Roots[source]
+		return root, filepath.Join(root, filepath.FromSlash(path))
+	}
+	return o.To, filepath.Join(o.To, source, filepath.FromSlash(path))
 }
