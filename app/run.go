@@ -303,7 +303,7 @@ func (d *daemon) connect() (*nats.Conn, jetstream.JetStream, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second), jetstream.WithPublishAsyncMaxPending(64))
 	if err != nil {
 		return nil, nil, fmt.Errorf("nats: %w", err)
 	}

@@ -101,7 +101,14 @@ func codecs() {
 // Encode compresses recs into a segment body.
 func Encode(recs []journal.Record) []byte {
 	codecs()
-	raw := append([]byte(Magic), journal.EncodeAll(recs)...)
+	size := len(Magic)
+	for i := range recs {
+		size += recs[i].EncodedSize()
+	}
+	raw := append(make([]byte, 0, size), Magic...)
+	for i := range recs {
+		raw = journal.AppendFrame(raw, &recs[i])
+	}
 	return enc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
 }
 

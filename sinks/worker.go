@@ -91,7 +91,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case m := <-in:
 			w.add(&b, m)
 			// Take whatever else is already queued before deciding.
-			for drained := false; !drained; {
+			for drained := false; !drained && b.bytes < w.MaxBytes; {
 				select {
 				case m := <-in:
 					w.add(&b, m)

@@ -11,7 +11,8 @@ import (
 )
 
 // maxBatch bounds the data journaled in one append (one fsync, one capture time).
-const maxBatch = 64 << 20
+// Smaller batches let the publisher and sinks start while the watcher still reads.
+const maxBatch = 8 << 20
 
 // process captures the files whose debounce has passed (all pending files when force)
 // and journals their records together: one fsync, one capture time.
@@ -22,7 +23,7 @@ func (w *Watcher) process(force bool) {
 		size := 0
 		more := false
 		for key, p := range w.dirty {
-			if !force && !p.immediate && now.Sub(p.last) < w.o.Debounce && now.Sub(p.first) < w.o.MaxDelay {
+			if !force && !p.immediate && !p.due(now, w.o.Debounce, w.o.MaxDelay) {
 				continue
 			}
 			if size >= maxBatch {
@@ -208,4 +209,12 @@ func (w *Watcher) save(force bool) error {
 	}
 	w.saved, w.unsaved = time.Now(), false
 	return nil
+}
+
+// due reports whether a pending path has settled (or waited long enough) to be read.
+func (p *pending) due(now time.Time, debounce, maxDelay time.Duration) bool {
+	if p.appendy {
+		debounce, maxDelay = appendDebounce, appendMaxDelay
+	}
+	return now.Sub(p.last) >= debounce || now.Sub(p.first) >= maxDelay
 }

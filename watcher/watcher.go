@@ -24,6 +24,14 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal"
 )
 
+// Append-only files are read almost at once: only complete lines travel, so reading a
+// file mid-write costs nothing, and every millisecond here is loss window.
+const (
+	appendDebounce = 10 * time.Millisecond
+	appendMaxDelay = 50 * time.Millisecond
+	pollEvery      = 10 * time.Millisecond
+)
+
 // Options configure a Watcher. Zero durations take the defaults.
 type Options struct {
 	Sources      []config.Source
@@ -68,6 +76,7 @@ type Watcher struct {
 type pending struct {
 	source    config.Source
 	rel       string
+	appendy   bool // an append-only file: a shorter debounce
 	first     time.Time
 	last      time.Time
 	immediate bool
@@ -131,8 +140,14 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	if ready != nil {
 		ready()
 	}
-	tick := time.NewTicker(min(w.o.Debounce/2, 50*time.Millisecond))
-	defer tick.Stop()
+	// The debounce timer runs only while something is pending, so an idle watcher
+	// wakes up for nothing but the reconcile scan.
+	var tick <-chan time.Time
+	arm := func() {
+		if tick == nil && len(w.dirty) > 0 {
+			tick = time.After(pollEvery)
+		}
+	}
 	scan := time.NewTicker(w.o.ScanInterval)
 	defer scan.Stop()
 	for {
@@ -147,6 +162,7 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 				return nil
 			}
 			w.event(ev)
+			arm()
 		case err, ok := <-fsw.Errors:
 			if !ok {
 				return nil
@@ -158,10 +174,14 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 				w.log.Warn("inotify error; rescanning", "err", err)
 			}
 			w.scan(false)
-		case <-tick.C:
+			arm()
+		case <-tick:
+			tick = nil
 			w.process(false)
+			arm()
 		case <-scan.C:
 			w.scan(false)
+			arm()
 		}
 	}
 }
@@ -231,7 +251,7 @@ func (w *Watcher) mark(src config.Source, rel string, immediate bool) {
 	now := time.Now()
 	p := w.dirty[key]
 	if p == nil {
-		p = &pending{source: src, rel: rel, first: now}
+		p = &pending{source: src, rel: rel, first: now, appendy: kindOf(src, rel) == "append"}
 		w.dirty[key] = p
 	}
 	p.last = now

@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -38,7 +39,49 @@ func (p *Publisher) Next() uint64 { return p.next.Load() }
 // Errors counts failed publish attempts.
 func (p *Publisher) Errors() uint64 { return p.errors.Load() }
 
-// Run publishes until ctx ends. It returns nil on cancellation.
+// maxInFlight is how many messages may await their PubAck at once: enough to keep the
+// server busy while the next batch is read and encoded, few enough to re-send cheaply.
+const maxInFlight = 8
+
+type inFlight struct {
+	fut  jetstream.PubAckFuture
+	next uint64 // the cursor once this message is acknowledged
+	done bool
+	err  error
+}
+
+// settle reads the future's outcome once (its channels deliver a single value), waiting
+// for it when wait is set. It returns false when the outcome is not known yet.
+func (f *inFlight) settle(ctx context.Context, wait bool) bool {
+	if f.done {
+		return true
+	}
+	if !wait {
+		select {
+		case <-f.fut.Ok():
+			f.done = true
+		case err := <-f.fut.Err():
+			f.done, f.err = true, err
+		default:
+		}
+		return f.done
+	}
+	select {
+	case <-f.fut.Ok():
+		f.done = true
+	case err := <-f.fut.Err():
+		f.done, f.err = true, err
+	case <-ctx.Done():
+	case <-time.After(15 * time.Second): // the publish timeout fires before this
+		f.done, f.err = true, errors.New("no acknowledgement")
+	}
+	return f.done
+}
+
+// Run publishes until ctx ends. It returns nil on cancellation. Messages are published
+// asynchronously with a small window; the cursor advances strictly in order, and after
+// any failure everything from the first unacknowledged record is sent again (the
+// server drops what it already has by message id).
 func (p *Publisher) Run(ctx context.Context) error {
 	start, err := journal.ReadCursor(p.CursorDir, CursorName)
 	if err != nil {
@@ -48,25 +91,55 @@ func (p *Publisher) Run(ctx context.Context) error {
 	start = max(start, p.firstSeq())
 	p.next.Store(start)
 	r := p.J.NewReader(start)
-	defer r.Close()
-	var saved uint64 = start
+	defer func() { r.Close() }()
+	saved := start
 	backoff := 100 * time.Millisecond
+	var window []*inFlight
 	for {
-		changed := p.J.Changed()
-		max := int(p.NC.MaxPayload()) - 4096
-		if max < 64<<10 {
-			max = 64 << 10
+		// Settle what has been acknowledged, in order; wait only when the window is full.
+		var failure error
+		for len(window) > 0 && window[0].settle(ctx, len(window) >= maxInFlight) {
+			if window[0].err != nil {
+				failure = window[0].err
+				break
+			}
+			p.next.Store(window[0].next)
+			window = window[1:]
+			backoff = 100 * time.Millisecond
 		}
-		recs, err := r.Read(max)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if failure != nil {
+			p.errors.Add(1)
+			p.Log.Warn("publish failed; journal keeps the records", "from_seq", p.next.Load(), "err", failure, "retry_in", backoff)
+			window = nil
+			r.Close()
+			r = p.J.NewReader(p.next.Load())
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff + rand.N(backoff/2)):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		if p.next.Load()-saved > 10000 || (len(window) == 0 && saved != p.next.Load()) {
+			if err := journal.WriteCursor(p.CursorDir, CursorName, p.next.Load()); err != nil {
+				return err
+			}
+			saved = p.next.Load()
+		}
+		changed := p.J.Changed()
+		limit := max(int(p.NC.MaxPayload())-4096, 64<<10)
+		recs, err := r.Read(limit)
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 		if len(recs) == 0 {
-			if saved != p.next.Load() {
-				if err := journal.WriteCursor(p.CursorDir, CursorName, p.next.Load()); err != nil {
-					return err
-				}
-				saved = p.next.Load()
+			if len(window) > 0 {
+				window[0].settle(ctx, true) // nothing to send: wait for the oldest ack
+				continue
 			}
 			select {
 			case <-ctx.Done():
@@ -76,51 +149,23 @@ func (p *Publisher) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, batch := range split(recs, max) {
-			for {
-				err := p.publish(ctx, batch)
-				if err == nil {
-					backoff = 100 * time.Millisecond
-					break
-				}
-				if ctx.Err() != nil {
-					return nil
-				}
-				p.errors.Add(1)
-				p.Log.Warn("publish failed; journal keeps the records", "first_seq", batch[0].Seq, "err", err, "retry_in", backoff)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(backoff + rand.N(backoff/2)):
-				}
-				backoff = min(backoff*2, 5*time.Second)
+		for _, batch := range split(recs, limit) {
+			first, last := batch[0].Seq, batch[len(batch)-1].Seq
+			msg := &nats.Msg{Subject: Subject(p.Host), Data: journal.EncodeAll(batch)}
+			fut, err := p.JS.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(p.Host, first, last)))
+			if err != nil {
+				// Not even queued (e.g. too many pending while disconnected): resend
+				// from the first unacknowledged record after a pause.
+				window = append(window, &inFlight{next: last + 1, done: true, err: err})
+				break
 			}
-			p.next.Store(batch[len(batch)-1].Seq + 1)
-		}
-		// Cursor writes are cheap but not free; write when caught up or every batch of a
-		// long backlog, whichever comes first.
-		if p.next.Load()-saved > 10000 {
-			if err := journal.WriteCursor(p.CursorDir, CursorName, p.next.Load()); err != nil {
-				return err
-			}
-			saved = p.next.Load()
+			window = append(window, &inFlight{fut: fut, next: last + 1})
 		}
 	}
 }
 
 func (p *Publisher) firstSeq() uint64 {
 	return p.J.FirstSeq()
-}
-
-func (p *Publisher) publish(ctx context.Context, batch []journal.Record) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	first, last := batch[0].Seq, batch[len(batch)-1].Seq
-	_, err := p.JS.Publish(ctx, Subject(p.Host), journal.EncodeAll(batch), jetstream.WithMsgID(MsgID(p.Host, first, last)))
-	if err != nil {
-		return fmt.Errorf("records %d-%d: %w", first, last, err)
-	}
-	return nil
 }
 
 // split cuts recs into batches of at most limit encoded bytes (a record alone may exceed

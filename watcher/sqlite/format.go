@@ -24,11 +24,11 @@ const (
 	maxPageSize = 65536
 
 	// wal-index (-shm) layout: two copies of a 48-byte header, then the checkpoint info.
-	shmHeaderSize           = 48
-	shmOffNBackfill         = 2 * shmHeaderSize
+	shmHeaderSize            = 48
+	shmOffNBackfill          = 2 * shmHeaderSize
 	shmOffNBackfillAttempted = 2*shmHeaderSize + 32
-	shmReadSize             = 2*shmHeaderSize + 40
-	shmVersion              = 3007000
+	shmReadSize              = 2*shmHeaderSize + 40
+	shmVersion               = 3007000
 )
 
 var sqliteMagic = []byte("SQLite format 3\x00")
@@ -232,9 +232,11 @@ func scanWAL(f *os.File, h walHeader, pos walPos, size int64, commit func(Txn) e
 	if size < off {
 		return pos, nil
 	}
-	// Reading in large chunks keeps system calls few; a chunk always holds whole frames.
-	chunkFrames := max(1, (1<<20)/int(fs))
-	buf := make([]byte, int64(chunkFrames)*fs)
+	// Reading in chunks of about 1 MiB keeps system calls few; a chunk always holds
+	// whole frames, and is no larger than what there is to read, so a poll that finds
+	// little allocates little.
+	chunk := max(1, (1<<20)/fs) * fs
+	buf := make([]byte, min(chunk, (size-off)/fs*fs))
 	cur := pos
 	var pending []Page
 	index := map[uint32]int{}
@@ -298,6 +300,10 @@ type shmInfo struct {
 // lock. SQLite updates the header's second copy, then the first, each with a checksum, so a
 // torn read shows as copies that differ or a bad checksum; then it is retried. ok is false
 // when the file is missing or never settles. The -shm file is native byte order.
+//
+// Opening and closing the file drops any POSIX lock this process holds on it, so it must
+// not be called while a SQLite connection of this process has the database open; Base
+// uses readShmFile on a descriptor opened before its connection.
 func readShm(path string) (info shmInfo, ok bool, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -307,6 +313,11 @@ func readShm(path string) (info shmInfo, ok bool, err error) {
 		return shmInfo{}, false, err
 	}
 	defer f.Close()
+	return readShmFile(f)
+}
+
+// readShmFile is readShm on an open -shm file.
+func readShmFile(f *os.File) (info shmInfo, ok bool, err error) {
 	b := make([]byte, shmReadSize)
 	for range 5 {
 		n, err := f.ReadAt(b, 0)
