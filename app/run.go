@@ -132,6 +132,10 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 
 	d.pub = &natsbus.Publisher{J: d.j, JS: js, NC: nc, Host: cfg.Host, CursorDir: cfg.DataDir, Log: d.log.With("component", "publisher")}
+	d.pub.StartAt = startAfter[0] + 1
+	for _, s := range startAfter {
+		d.pub.StartAt = min(d.pub.StartAt, s+1)
+	}
 	for i, t := range cfg.S3 {
 		cons, err := stream.Consumer(ctx, natsbus.ConsumerName(cfg.Host, names[i]))
 		if err != nil {
@@ -263,10 +267,14 @@ loop:
 	return runErr
 }
 
+// gapPatience is how long a sink may wait for missing records before the publisher sends
+// them again; redelivery of a crashed process's messages normally fills a gap sooner.
+const gapPatience = 10 * time.Second
+
 // releaseLoop deletes journal segments that the publisher and every in-process sink are
 // done with: NATS is a transport, not the only copy.
 func (d *daemon) releaseLoop(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		select {
@@ -277,6 +285,12 @@ func (d *daemon) releaseLoop(ctx context.Context) {
 		upTo := d.pub.Next()
 		for _, w := range d.workers {
 			upTo = min(upTo, w.StoredSeq()+1)
+			// A gap that redelivery has not filled within a while means NATS lost the
+			// messages (an embedded server killed before it wrote them out); the journal
+			// still has the records.
+			if seq, since, ok := w.Gap(); ok && time.Since(since) > gapPatience {
+				d.pub.Rewind(seq)
+			}
 		}
 		if err := d.j.Release(upTo); err != nil {
 			d.log.Warn("journal release", "err", err)

@@ -107,7 +107,12 @@ func (h *host) start() *daemon {
 		h.t.Fatal(err)
 	}
 	go func() { d.exit = d.cmd.Wait(); close(d.done) }()
-	h.t.Cleanup(func() { d.kill() })
+	h.t.Cleanup(func() {
+		d.kill()
+		if h.t.Failed() {
+			h.t.Logf("daemon output:\n%s", d.out)
+		}
+	})
 	deadline := time.After(60 * time.Second)
 	for !strings.Contains(d.out.String(), "objects land in") {
 		select {
@@ -213,9 +218,11 @@ func (h *host) waitStored(want map[string]string, timeout time.Duration) {
 	h.t.Helper()
 	deadline := time.Now().Add(timeout)
 	var got map[string]string
+	var lastErr string
 	for time.Now().Before(deadline) {
 		to := filepath.Join(h.t.TempDir(), "poll")
-		code, _, _ := mmr(h.t, "restore", "--config", h.config, "--at", "latest", "--to", to)
+		code, _, errs := mmr(h.t, "restore", "--config", h.config, "--at", "latest", "--to", to)
+		lastErr = errs
 		if code == 0 {
 			got = tree(h.t, to)
 			if equal(got, want) {
@@ -224,7 +231,7 @@ func (h *host) waitStored(want map[string]string, timeout time.Duration) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	h.t.Fatalf("store never reached the expected state: %s", diff(got, want))
+	h.t.Fatalf("store never reached the expected state: %s\nlast restore said: %s", diff(got, want), lastErr)
 }
 
 func equal(a, b map[string]string) bool { return diff(a, b) == "" }

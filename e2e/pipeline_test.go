@@ -121,7 +121,9 @@ func TestKill9LosesAndDuplicatesNothing(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	w.halt()
 	want := h.sourceState()
-	h.waitStored(want, 30*time.Second)
+	settle := time.Now()
+	h.waitStored(want, 60*time.Second)
+	t.Logf("stored everything %s after the writer stopped", time.Since(settle).Round(time.Millisecond))
 	d.stop(t)
 	got := tree(t, h.restore("latest"))
 	if d := diff(got, want); d != "" {

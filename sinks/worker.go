@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +15,13 @@ import (
 )
 
 // Worker feeds one Sink from one durable consumer.
+//
+// It stores records strictly in sequence order, without gaps. Messages can arrive out of
+// order — after a crash, the unacknowledged messages of the previous process are
+// redelivered only when their ack wait expires, while newer ones arrive at once — so
+// records past a gap wait (unacknowledged) until the gap is filled, by that redelivery or
+// by the publisher sending again from the gap (see Gap). Every stored segment is thus
+// contiguous, and "everything up to the highest stored sequence number" is exact.
 type Worker struct {
 	Sink     Sink
 	Consumer jetstream.Consumer
@@ -29,20 +35,27 @@ type Worker struct {
 	stored    atomic.Uint64 // highest sequence number stored
 	lastFlush atomic.Int64  // unix nanos of the last successful write
 	errs      atomic.Uint64
-	pending   atomic.Int64 // records fetched but not yet stored
-	oldest    atomic.Int64 // capture time (unix nanos) of the oldest pending record, 0 if none
-	mu        sync.Mutex
-	lastKey   string
+	pending   atomic.Int64 // records received but not yet stored
+	gapSince  atomic.Int64 // unix nanos since when records wait behind a gap, 0 if none
+
+	// Owned by the Run goroutine.
+	expect uint64                    // next sequence number to store
+	ahead  map[uint64]journal.Record // records past a gap
+	held   []heldMsg                 // messages not acknowledged yet
+}
+
+type heldMsg struct {
+	msg    jetstream.Msg
+	maxSeq uint64 // acknowledged once everything up to here is stored
 }
 
 // Stats is a snapshot of a worker for status and metrics.
 type Stats struct {
-	Sink          string
-	StoredSeq     uint64
-	LastSuccess   time.Time
-	Errors        uint64
-	Pending       int64
-	OldestPending time.Time
+	Sink        string
+	StoredSeq   uint64
+	LastSuccess time.Time
+	Errors      uint64
+	Pending     int64
 }
 
 // Stats returns the worker's current figures.
@@ -51,31 +64,43 @@ func (w *Worker) Stats() Stats {
 	if t := w.lastFlush.Load(); t > 0 {
 		s.LastSuccess = time.Unix(0, t)
 	}
-	if t := w.oldest.Load(); t > 0 {
-		s.OldestPending = time.Unix(0, t)
-	}
 	return s
 }
 
-// StoredSeq is the highest sequence number the sink has stored.
+// StoredSeq is the highest sequence number the sink has stored; everything below is
+// stored too.
 func (w *Worker) StoredSeq() uint64 { return w.stored.Load() }
 
+// Gap reports the sequence number the worker is waiting for while newer records wait
+// behind it, and since when; ok is false when there is no gap.
+func (w *Worker) Gap() (seq uint64, since time.Time, ok bool) {
+	t := w.gapSince.Load()
+	if t == 0 {
+		return 0, time.Time{}, false
+	}
+	return w.stored.Load() + 1, time.Unix(0, t), true
+}
+
 type batch struct {
-	msgs  []jetstream.Msg
 	recs  []journal.Record
 	bytes int
 }
 
-// Run consumes until ctx ends, then stores what it holds (within drainTimeout) and returns.
+// Run consumes until ctx ends.
 func (w *Worker) Run(ctx context.Context) error {
 	w.stored.Store(w.StartAfter)
+	w.expect, w.ahead = w.StartAfter+1, map[uint64]journal.Record{}
 	in := make(chan jetstream.Msg, 4096)
-	cc, err := w.Consumer.Consume(func(m jetstream.Msg) { in <- m },
-		jetstream.PullMaxMessages(1024), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				w.Log.Debug("consume", "err", err)
-			}
-		}))
+	cc, err := w.Consumer.Consume(func(m jetstream.Msg) {
+		select {
+		case in <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(1024), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			w.Log.Debug("consume", "err", err)
+		}
+	}))
 	if err != nil {
 		return fmt.Errorf("sink %s: consume: %w", w.Sink.Name(), err)
 	}
@@ -84,10 +109,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	var timer <-chan time.Time
 	quiet := true // no flush within the last interval: the next change goes out at once
 	var lastFlush time.Time
+	keepAlive := time.NewTicker(20 * time.Second)
+	defer keepAlive.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-keepAlive.C:
+			// Held messages must not be redelivered while they wait behind a gap.
+			for _, h := range w.held {
+				_ = h.msg.InProgress()
+			}
 		case m := <-in:
 			w.add(&b, m)
 			// Take whatever else is already queued before deciding.
@@ -99,7 +131,8 @@ func (w *Worker) Run(ctx context.Context) error {
 					drained = true
 				}
 			}
-			if len(b.msgs) == 0 {
+			if len(b.recs) == 0 {
+				w.ackStored()
 				continue
 			}
 			if quiet || b.bytes >= w.MaxBytes {
@@ -113,7 +146,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		case <-timer:
 			timer = nil
-			if len(b.msgs) == 0 {
+			if len(b.recs) == 0 {
 				quiet = true
 				continue
 			}
@@ -126,41 +159,54 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// add decodes a message into the batch, dropping records already stored.
+// add takes a message's records: those already stored are dropped, the next ones in
+// sequence join the batch, and those past a gap wait in w.ahead.
 func (w *Worker) add(b *batch, m jetstream.Msg) {
 	recs, err := journal.DecodeAll(m.Data())
 	if err != nil {
 		// A damaged message cannot be stored; the journal on the host still has the
-		// records, but this worker cannot ask for them. Say so loudly and move on.
+		// records and the gap it leaves makes the publisher send them again.
 		w.errs.Add(1)
 		w.Log.Error("dropping undecodable message", "subject", m.Subject(), "err", err)
 		_ = m.Term()
 		return
 	}
-	b.msgs = append(b.msgs, m)
-	last := w.stored.Load()
-	if n := len(b.recs); n > 0 {
-		last = max(last, b.recs[n-1].Seq)
-	}
+	var maxSeq uint64
 	for _, r := range recs {
-		if r.Seq <= last {
+		maxSeq = max(maxSeq, r.Seq)
+		if r.Seq < w.expect {
 			continue
 		}
-		last = r.Seq
-		if w.oldest.Load() == 0 {
-			w.oldest.Store(r.Time)
+		if _, dup := w.ahead[r.Seq]; !dup {
+			w.ahead[r.Seq] = r
+			w.pending.Add(1)
 		}
+	}
+	w.held = append(w.held, heldMsg{msg: m, maxSeq: maxSeq})
+	for {
+		r, ok := w.ahead[w.expect]
+		if !ok {
+			break
+		}
+		delete(w.ahead, w.expect)
+		w.expect++
 		b.recs = append(b.recs, r)
 		b.bytes += len(r.Data)
-		w.pending.Add(1)
+	}
+	if len(w.ahead) > 0 {
+		if w.gapSince.Load() == 0 {
+			w.gapSince.Store(time.Now().UnixNano())
+		}
+	} else {
+		w.gapSince.Store(0)
 	}
 }
 
-// flush writes the batch with retries until it succeeds or ctx ends, then acks its
-// messages. It returns false when ctx ended first (nothing is acked then).
+// flush writes the batch with retries until it succeeds or ctx ends, then acks the
+// messages it completes. It returns false when ctx ended first (nothing is acked then).
 func (w *Worker) flush(ctx context.Context, b *batch) bool {
 	backoff := 200 * time.Millisecond
-	for len(b.recs) > 0 {
+	for {
 		err := w.Sink.Write(ctx, b.recs)
 		if err == nil {
 			break
@@ -174,8 +220,8 @@ func (w *Worker) flush(ctx context.Context, b *batch) bool {
 			level = slog.LevelError
 		}
 		w.Log.Log(ctx, level, "sink write failed; will retry", "records", len(b.recs), "first_seq", b.recs[0].Seq, "err", err, "retry_in", backoff)
-		for _, m := range b.msgs {
-			_ = m.InProgress()
+		for _, h := range w.held {
+			_ = h.msg.InProgress()
 		}
 		select {
 		case <-ctx.Done():
@@ -184,26 +230,34 @@ func (w *Worker) flush(ctx context.Context, b *batch) bool {
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}
-	if n := len(b.recs); n > 0 {
-		w.stored.Store(b.recs[n-1].Seq)
-		w.lastFlush.Store(time.Now().UnixNano())
-	}
-	for _, m := range b.msgs {
-		if err := m.Ack(); err != nil {
-			// The batch is stored; a lost ack only means a redelivery that is dropped
-			// as already stored.
-			w.Log.Debug("ack failed", "err", err)
-		}
-	}
+	w.stored.Store(b.recs[len(b.recs)-1].Seq)
+	w.lastFlush.Store(time.Now().UnixNano())
 	w.pending.Add(-int64(len(b.recs)))
-	w.oldest.Store(0)
 	*b = batch{}
+	w.ackStored()
 	return true
 }
 
-// Drain stores what the consumer still has, waiting until the sink has stored every
-// record up to seq or timeout passes. The daemon calls it on shutdown after the
-// publisher has caught up.
+// ackStored acknowledges the held messages whose records are all stored. A lost ack only
+// means a redelivery, whose records are then dropped as stored.
+func (w *Worker) ackStored() {
+	stored := w.stored.Load()
+	kept := w.held[:0]
+	for _, h := range w.held {
+		if h.maxSeq <= stored {
+			if err := h.msg.Ack(); err != nil {
+				w.Log.Debug("ack failed", "err", err)
+			}
+			continue
+		}
+		kept = append(kept, h)
+	}
+	clear(w.held[len(kept):])
+	w.held = kept
+}
+
+// Drain waits until the sink has stored every record up to seq or timeout passes. The
+// daemon calls it on shutdown after the publisher has caught up.
 func (w *Worker) Drain(seq uint64, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {

@@ -25,10 +25,20 @@ type Publisher struct {
 	CursorDir string
 	Log       *slog.Logger
 
-	next    atomic.Uint64
-	errors  atomic.Uint64
-	lastErr atomic.Value // string
+	// StartAt, when below the saved cursor, makes the publisher begin there: the sinks
+	// in this process have stored less than NATS acknowledged (an embedded server may
+	// lose acknowledged messages in a crash), so those records are sent again.
+	StartAt uint64
+
+	next   atomic.Uint64
+	errors atomic.Uint64
+	rewind atomic.Uint64 // a sequence number to send again from, 0 if none
+	gen    uint64        // bumped by every rewind, part of message ids
 }
+
+// Rewind asks the publisher to send again from seq (a sink waits for it). The messages
+// get new ids, so the server does not drop them as duplicates of ones it lost.
+func (p *Publisher) Rewind(seq uint64) { p.rewind.Store(seq) }
 
 // CursorName is the file name (without suffix) of the publisher's cursor.
 const CursorName = "publish"
@@ -87,6 +97,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.StartAt > 0 && p.StartAt < start {
+		p.Log.Info("sending again what the sinks have not stored", "from_seq", p.StartAt, "cursor", start)
+		start, p.gen = p.StartAt, uint64(time.Now().UnixNano())
+	}
 	// A journal that begins above the cursor (a rebuilt host) starts where it begins.
 	start = max(start, p.firstSeq())
 	p.next.Store(start)
@@ -95,6 +109,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 	saved := start
 	backoff := 100 * time.Millisecond
 	var window []*inFlight
+	// expect chains each message to the previous one (the server refuses a message whose
+	// predecessor is not the stream's last), so the stream never holds a later batch
+	// without the earlier ones: sinks may then treat it as gap-free. After a start or a
+	// failure the first message goes unchained, from the cursor, which is never past
+	// what the stream holds.
+	expect := ""
 	for {
 		// Settle what has been acknowledged, in order; wait only when the window is full.
 		var failure error
@@ -110,10 +130,20 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if seq := p.rewind.Swap(0); seq > 0 && failure == nil {
+			seq = max(seq, p.firstSeq())
+			p.Log.Warn("a sink waits for records NATS no longer has; sending them again", "from_seq", seq)
+			p.gen = uint64(time.Now().UnixNano())
+			window, expect = nil, ""
+			p.next.Store(min(p.next.Load(), seq))
+			r.Close()
+			r = p.J.NewReader(seq)
+			continue
+		}
 		if failure != nil {
 			p.errors.Add(1)
 			p.Log.Warn("publish failed; journal keeps the records", "from_seq", p.next.Load(), "err", failure, "retry_in", backoff)
-			window = nil
+			window, expect = nil, ""
 			r.Close()
 			r = p.J.NewReader(p.next.Load())
 			select {
@@ -152,7 +182,16 @@ func (p *Publisher) Run(ctx context.Context) error {
 		for _, batch := range split(recs, limit) {
 			first, last := batch[0].Seq, batch[len(batch)-1].Seq
 			msg := &nats.Msg{Subject: Subject(p.Host), Data: journal.EncodeAll(batch)}
-			fut, err := p.JS.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(p.Host, first, last)))
+			id := MsgID(p.Host, first, last)
+			if p.gen > 0 {
+				id = fmt.Sprintf("%s-r%d", id, p.gen)
+			}
+			opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+			if expect != "" {
+				opts = append(opts, jetstream.WithExpectLastMsgID(expect))
+			}
+			expect = id
+			fut, err := p.JS.PublishMsgAsync(msg, opts...)
 			if err != nil {
 				// Not even queued (e.g. too many pending while disconnected): resend
 				// from the first unacknowledged record after a pause.
