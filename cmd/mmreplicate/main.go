@@ -28,6 +28,7 @@ commands:
   restore         rebuild files as they were at a time: --at TIME --to DIR
   status          what the running daemon is doing (--json)
   verify          read the store back: checksums, gaps, missing blobs, recoverable window
+  serve-s3        read-only S3 endpoint to browse any time with S3 clients: --listen ADDR
   check-config    validate the config file
   version         print version, commit and build date
 
@@ -165,6 +166,8 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		return app.Run(ctx, app.RunOptions{Config: cfg, Log: f.logger(stderr), Out: stdout})
 	case "restore":
 		return restoreCmd(ctx, args, stdout, stderr)
+	case "serve-s3":
+		return serveS3Cmd(ctx, args, stdout, stderr)
 	case "verify":
 		f := newFlags("verify", "verify [--json] [--host NAME] [--from NAME] [--read-data]", stderr)
 		var hosts multi
@@ -211,6 +214,7 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	f.IntVar(&o.Parallel, "parallel", 8, "objects fetched at once")
 	f.StringVar(&o.From, "from", "", "S3 target to read (default: the first that answers)")
 	f.BoolVar(&o.Force, "force", false, "write into a folder that is not empty")
+	f.BoolVar(&o.InPlace, "in-place", false, "write each source back to its own path from the config (refuses non-empty paths without --force)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -222,5 +226,42 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	o.Config, o.Sources, o.Paths, o.Out, o.Log = cfg, sources, paths, stdout, f.logger(stderr)
+	if isTerminal(stderr) {
+		o.Progress = stderr
+	}
 	return app.Restore(ctx, o)
+}
+
+func serveS3Cmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("serve-s3", "serve-s3 --listen ADDR [flags]", stderr)
+	var o app.ServeS3Options
+	var cacheMB int64
+	f.StringVar(&o.Listen, "listen", "", "ADDR to serve on: HOST:PORT, or a bare PORT for 127.0.0.1:PORT")
+	f.StringVar(&o.Host, "host", "", "host whose state to serve (default: the config's host)")
+	f.StringVar(&o.From, "from", "", "S3 target to read (default: the first that answers)")
+	f.StringVar(&o.CacheDir, "cache-dir", "", "folder to rebuild states in (default: the system's temporary folder)")
+	f.Int64Var(&cacheMB, "cache-mb", 2048, "disk the rebuilt states may use, in MiB")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if o.Listen == "" {
+		return exitError{2, errors.New("--listen ADDR is required (e.g. 127.0.0.1:9000)")}
+	}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		return err
+	}
+	o.Config, o.CacheBytes, o.Out, o.Log = cfg, cacheMB<<20, stdout, f.logger(stderr)
+	return app.ServeS3(ctx, o)
+}
+
+// isTerminal reports whether w is a character device (a terminal), where a progress bar
+// helps; in logs and pipes it would be noise.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -27,7 +27,7 @@ type Credentials struct {
 	SecretAccessKey string
 }
 
-// Handler serves the bucket over HTTP: every request must carry a valid AWS Signature
+// Handler serves the bucket over HTTP: every request must carry a valid S3 Signature
 // Version 4 (header or presigned URL) made with c, and only reads get through.
 func (g *Gateway) Handler(c Credentials) http.Handler {
 	fake := gofakes3.New(backend{g}, gofakes3.WithLogger(fakesLog{g.o.Log}),
@@ -144,9 +144,9 @@ func (h *guard) verify(r *http.Request, now time.Time) *apiError {
 	case authz == "" && q.Has("X-Amz-Algorithm"):
 		sp, e = queryParams(q, now)
 	case strings.HasPrefix(authz, "AWS "), authz == "" && q.Has("AWSAccessKeyId"):
-		return accessDenied("Signature Version 2 is not accepted: sign requests with AWS Signature Version 4")
+		return accessDenied("Signature Version 2 is not accepted: sign requests with Signature Version 4 (SigV4)")
 	case authz == "":
-		return accessDenied("anonymous requests are refused: sign them with AWS Signature Version 4 and the serve_s3 credentials")
+		return accessDenied("anonymous requests are refused: sign them with Signature Version 4 (SigV4) and the serve_s3 credentials")
 	default:
 		return malformed("unsupported Authorization header: use " + sigAlgo)
 	}

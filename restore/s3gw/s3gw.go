@@ -23,6 +23,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/restore"
+	"github.com/mmreplicate/mmreplicate/segment"
 )
 
 // Options configure a Gateway.
@@ -63,6 +64,9 @@ type Gateway struct {
 	states   *lru
 	versions *lru
 	hist     *history
+
+	timesMu sync.Mutex
+	times   map[string][]int64 // record times of segments an instant fell inside
 }
 
 // New opens a gateway over o.Store for o.Host. It does not touch the store yet: the
@@ -107,6 +111,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	g.states = newLRU(o.MaxStates, o.MaxBytes)
 	g.versions = newLRU(o.MaxVersions, o.MaxBytes/4)
 	g.hist = newHistory()
+	g.times = map[string][]int64{}
 	return g, nil
 }
 
@@ -163,6 +168,11 @@ func (g *Gateway) catalogNow() (*catalog, error) {
 	}
 	rc, err := restore.List(g.ctx, g.o.Store, g.o.Host)
 	if err != nil {
+		if g.cat != nil && g.ctx.Err() == nil {
+			// Keep serving what was listed last; the next request tries again.
+			g.o.Log.Warn("serve-s3: cannot list the store; serving its previous listing", "err", err)
+			return g.cat, nil
+		}
 		return nil, err
 	}
 	c := &catalog{at: now, cat: rc}
@@ -188,15 +198,15 @@ type instant struct {
 	key   string
 }
 
-// resolve maps a TIME onto the state it names. Two TIMEs with no record captured between
-// them name the same state and get the same key, so "@latest", "@-5m" and a recent
-// RFC 3339 instant share one rebuild; a segment arriving late for an instant changes the
+// resolve maps a TIME onto the state it names, keyed by the newest capture time at or
+// before it. Two TIMEs with no capture between them name the same state and share one
+// rebuild, so "@latest", "@-5m" (resolved anew on each request) and a recent RFC 3339
+// instant reuse the same folder; a segment arriving late for an instant changes the
 // fingerprint of the segments at or before it, and with it the key.
-func (c *catalog) resolve(t time.Time, latest bool) instant {
-	n := len(c.byFirst)
-	k := n
+func (g *Gateway) resolve(c *catalog, t time.Time, latest bool) instant {
+	tn := t.UnixNano()
+	k := len(c.byFirst)
 	if !latest {
-		tn := t.UnixNano()
 		k = searchFirst(c.byFirst, tn)
 	}
 	if k == 0 {
@@ -204,16 +214,64 @@ func (c *catalog) resolve(t time.Time, latest bool) instant {
 		// from one, so ask it (keyed by the manifest) rather than declare the state empty.
 		for i := len(c.cat.Manifests) - 1; i >= 0; i-- {
 			if m := c.cat.Manifests[i]; latest || !m.Time.After(t) {
-				return instant{at: m.Time, key: "m-" + fmt.Sprintf("%d-%016x", m.Time.UnixNano(), fnvString(fnvOffset, m.Key))}
+				return instant{at: m.Time, key: fmt.Sprintf("m-%d-%016x", m.Time.UnixNano(), fnvString(fnvOffset, m.Key))}
 			}
 		}
 		return instant{empty: true, key: "empty"}
 	}
 	eff := c.maxLast[k]
-	if !latest && eff > t.UnixNano() {
-		eff = t.UnixNano() // t falls inside a segment: only its records can tell
+	if !latest && eff > tn {
+		// t falls inside segments: the newest of their records at or before t decides.
+		eff = 0
+		for _, s := range c.byFirst[:k] {
+			if s.last <= tn {
+				eff = max(eff, s.last)
+				continue
+			}
+			times, err := g.segmentTimes(s.key)
+			if err != nil {
+				g.o.Log.Warn("serve-s3: cannot read a segment's times; keying the state by the instant asked", "key", s.key, "err", err)
+				eff = tn
+				break
+			}
+			if j := sort.Search(len(times), func(i int) bool { return times[i] > tn }); j > 0 {
+				eff = max(eff, times[j-1])
+			}
+		}
 	}
 	return instant{at: time.Unix(0, eff).UTC(), key: fmt.Sprintf("s-%d-%d-%016x", eff, k, c.fp[k])}
+}
+
+// maxTimed bounds the segments whose record times are kept for resolve.
+const maxTimed = 1024
+
+// segmentTimes returns the capture times of a segment's records (ascending).
+func (g *Gateway) segmentTimes(key string) ([]int64, error) {
+	g.timesMu.Lock()
+	times, ok := g.times[key]
+	g.timesMu.Unlock()
+	if ok {
+		return times, nil
+	}
+	body, err := g.o.Store.Get(g.ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := segment.Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	times = make([]int64, len(recs))
+	for i := range recs {
+		times[i] = recs[i].Time
+	}
+	g.timesMu.Lock()
+	if len(g.times) >= maxTimed {
+		clear(g.times)
+	}
+	g.times[key] = times
+	g.timesMu.Unlock()
+	return times, nil
 }
 
 const fnvOffset = 14695981039346656037

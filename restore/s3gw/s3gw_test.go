@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +94,9 @@ func (f *fixture) serve(o Options) (*Gateway, *httptest.Server) {
 	o.Store, o.Host = f.store, f.host
 	if o.CacheDir == "" {
 		o.CacheDir = f.t.TempDir()
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	g, err := New(context.Background(), o)
 	if err != nil {
@@ -226,7 +231,7 @@ func (f *fixture) lastChange(key string, when int64) time.Time {
 func TestStateAtTimesEqualsRestore(t *testing.T) {
 	f := scenario(t)
 	now := t0.Add(time.Hour + 20*time.Second)
-	g, srv := f.serve(Options{Now: func() time.Time { return now }})
+	g, srv := f.serve(Options{Now: func() time.Time { return now }, MaxStates: 100})
 	c := client(srv, testKey, testSecret)
 	bucket := g.Bucket()
 	if bucket != "agent-host.1" {
@@ -234,7 +239,7 @@ func TestStateAtTimesEqualsRestore(t *testing.T) {
 	}
 	for _, spell := range []string{"2026-11-26T17:59:59Z", "2026-11-26T18:00:00Z", "2026-11-26T18:00:01Z",
 		"2026-11-26T19:00:02.5+01:00", "2026-11-26T18:00:04.5Z", "2026-11-26T18:00:05Z", "2026-11-26T18:00:06Z",
-		"2026-11-26T18:30:00Z", "2026-11-26T19:00:10Z", "latest", "-1h", "-1h10s"} {
+		"2026-11-26T18:00:03.2Z", "2026-11-26T18:30:00Z", "2026-11-26T19:00:10Z", "latest", "-1h", "-1h10s", "-1h16.8s"} {
 		when, latest := now, spell == "latest"
 		switch {
 		case strings.HasPrefix(spell, "-"):
@@ -265,10 +270,12 @@ func TestStateAtTimesEqualsRestore(t *testing.T) {
 			}
 		}
 	}
-	// Instants with no capture between them share one rebuilt state: the quiet hour
-	// (18:00:06 to 19:00:10) holds one, whatever TIME names it.
+	// Instants with no capture between them share one rebuilt state, whatever TIME
+	// names them: the quiet hour (18:00:06 to 19:00:10) holds one, and so does the span
+	// of the segment holding 18:00:03, 18:00:04.5 and 18:00:05 between its records.
 	before := g.states.len()
-	for _, spell := range []string{"2026-11-26T18:10:00Z", "2026-11-26T18:59:59.999Z", "2026-11-26T19:00:00Z"} {
+	for _, spell := range []string{"2026-11-26T18:10:00Z", "2026-11-26T18:59:59.999Z", "2026-11-26T19:00:00Z",
+		"2026-11-26T18:00:03Z", "2026-11-26T18:00:04.4Z", "2026-11-26T19:00:04.499+01:00"} {
 		fetchTree(t, c, bucket, "@"+spell+"/")
 	}
 	if g.states.len() != before {
@@ -369,4 +376,42 @@ func prefixes(ps []types.CommonPrefix) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// countingStore counts reads of segment objects.
+type countingStore struct {
+	objstore.Store
+	mu   sync.Mutex
+	segs int
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.Contains(key, "/segments/") {
+		c.mu.Lock()
+		c.segs++
+		c.mu.Unlock()
+	}
+	return c.Store.Get(ctx, key)
+}
+
+func TestConcurrentRequestsShareOneRebuild(t *testing.T) {
+	f := scenario(t)
+	cs := &countingStore{Store: f.store}
+	f.store = cs
+	g, srv := f.serve(Options{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := client(srv, testKey, testSecret)
+			if n := len(listAll(t, c, g.Bucket(), "@latest/", 2)); n != 5 {
+				t.Errorf("listed %d keys", n)
+			}
+		}()
+	}
+	wg.Wait()
+	if cs.segs != 5 || g.states.len() != 1 {
+		t.Fatalf("8 concurrent listings read %d segment objects (5 stored) and built %d states", cs.segs, g.states.len())
+	}
 }

@@ -52,7 +52,7 @@ func (g *Gateway) stateAt(t time.Time, latest bool) (*entry, *state, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	in := c.resolve(t, latest)
+	in := g.resolve(c, t, latest)
 	e, err := g.states.acquire(in.key, func() (any, string, int64, error) { return g.buildState(in) })
 	if err != nil {
 		return nil, nil, err
