@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -34,9 +35,9 @@ type HostReport struct {
 type Report struct {
 	Store     string       `json:"store"`
 	Hosts     []HostReport `json:"hosts"`
-	Blobs     int          `json:"blobs"`
-	BlobBytes int64        `json:"blob_bytes"`
-	Problems  []string     `json:"problems"` // store-wide (blobs)
+	Blobs     int          `json:"blobs"`      // referenced blobs found
+	BlobBytes int64        `json:"blob_bytes"` // their stored size
+	Problems  []string     `json:"problems"`   // store-wide (blobs)
 }
 
 // OK reports whether nothing is missing or damaged.
@@ -75,7 +76,7 @@ func Hosts(ctx context.Context, store objstore.Store) ([]string, error) {
 
 // Verify reads every segment and manifest of the hosts (all when hosts is empty), checks
 // checksums, names and sequence continuity, and that every chunk they refer to is stored
-// (readData: also that every blob's content matches its hash).
+// (readData: also that every referenced blob's content matches its hash).
 func Verify(ctx context.Context, store objstore.Store, hosts []string, parallel int, readData bool) (*Report, error) {
 	if parallel <= 0 {
 		parallel = 16
@@ -96,28 +97,17 @@ func Verify(ctx context.Context, store objstore.Store, hosts []string, parallel 
 		}
 		rep.Hosts = append(rep.Hosts, hr)
 	}
-	stored := map[string]int64{}
-	if err := store.List(ctx, "blobs/", func(o objstore.ObjectInfo) error {
-		stored[o.Key[strings.LastIndexByte(o.Key, '/')+1:]] = o.Size
-		rep.BlobBytes += o.Size
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list %s: %w", store, err)
-	}
-	rep.Blobs = len(stored)
-	var missing []string
+	ids := make([]string, 0, len(refs))
 	for id := range refs {
-		if _, ok := stored[id]; !ok {
-			missing = append(missing, manifest.BlobKey(id))
-		}
+		ids = append(ids, id)
 	}
-	sort.Strings(missing)
-	for _, k := range missing {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("blob %s: missing", k))
+	sort.Strings(ids)
+	blobs, bytes, problems, err := checkBlobs(ctx, store, ids, parallel, readData)
+	if err != nil {
+		return nil, err
 	}
-	if readData {
-		rep.Problems = append(rep.Problems, checkBlobs(ctx, store, stored, parallel)...)
-	}
+	rep.Blobs, rep.BlobBytes = blobs, bytes
+	rep.Problems = append(rep.Problems, problems...)
 	return rep, nil
 }
 
@@ -211,30 +201,63 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 	return hr, nil
 }
 
-func checkBlobs(ctx context.Context, store objstore.Store, stored map[string]int64, parallel int) []string {
-	var out []string
-	var omu sync.Mutex
+// checkBlobs looks up every referenced blob through the store (readData: reads it and
+// checks its hash too). Each is asked for by its key rather than found in a listing of
+// blobs/, because a store may keep blobs under other names (objstore/crypt maps them to
+// keyed hashes) and only resolves them by key. It returns how many were found, their
+// stored bytes, and a problem per missing or damaged blob; the error is for a canceled
+// context only.
+func checkBlobs(ctx context.Context, store objstore.Store, ids []string, parallel int, readData bool) (int, int64, []string, error) {
+	var (
+		mu       sync.Mutex
+		found    int
+		bytes    int64
+		problems []string
+	)
+	report := func(msg string) {
+		mu.Lock()
+		problems = append(problems, msg)
+		mu.Unlock()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
-	for id := range stored {
+	for _, id := range ids {
 		g.Go(func() error {
-			data, err := store.Get(gctx, manifest.BlobKey(id))
-			msg := ""
-			switch {
-			case err != nil:
-				msg = fmt.Sprintf("blob %s: %v", manifest.BlobKey(id), err)
-			case fmt.Sprintf("%x", sha256.Sum256(data)) != id:
-				msg = fmt.Sprintf("blob %s: content does not match its hash", manifest.BlobKey(id))
+			key := manifest.BlobKey(id)
+			oi, err := store.Stat(gctx, key)
+			if err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				if errors.Is(err, objstore.ErrNotFound) {
+					report(fmt.Sprintf("blob %s: missing", key))
+				} else {
+					report(fmt.Sprintf("blob %s: %v", key, err))
+				}
+				return nil
 			}
-			if msg != "" {
-				omu.Lock()
-				out = append(out, msg)
-				omu.Unlock()
+			mu.Lock()
+			found++
+			bytes += oi.Size
+			mu.Unlock()
+			if !readData {
+				return nil
+			}
+			data, err := store.Get(gctx, key)
+			switch {
+			case err != nil && gctx.Err() != nil:
+				return gctx.Err()
+			case err != nil:
+				report(fmt.Sprintf("blob %s: %v", key, err))
+			case fmt.Sprintf("%x", sha256.Sum256(data)) != id:
+				report(fmt.Sprintf("blob %s: content does not match its hash", key))
 			}
 			return nil
 		})
 	}
-	_ = g.Wait()
-	sort.Strings(out)
-	return out
+	if err := g.Wait(); err != nil {
+		return 0, 0, nil, err
+	}
+	sort.Strings(problems)
+	return found, bytes, problems, nil
 }
