@@ -33,6 +33,7 @@ type Status struct {
 	Overflows  uint64         `json:"inotify_overflows"`
 	Skipped    uint64         `json:"files_skipped"`
 	CaptureErr uint64         `json:"capture_errors"`
+	DBRebases  uint64         `json:"sqlite_rebases"`
 }
 
 // JournalStatus describes the local journal.
@@ -66,7 +67,7 @@ type SinkStatus struct {
 func (d *daemon) status() Status {
 	w := d.watcher()
 	ov, sk, ce := w.Counters()
-	s := Status{Host: d.cfg.Host, Version: Version, Started: d.started, Overflows: ov, Skipped: sk, CaptureErr: ce,
+	s := Status{Host: d.cfg.Host, Version: Version, Started: d.started, Overflows: ov, Skipped: sk, CaptureErr: ce, DBRebases: w.DBRebases(),
 		Journal: JournalStatus{Dir: d.j.Dir(), Bytes: d.j.Size(), LastSeq: d.j.LastSeq(), PublishedSeq: d.pub.Next() - 1,
 			PublishErrors: d.pub.Errors(), Full: w.JournalFull()}}
 	for _, st := range w.Stats() {
@@ -117,6 +118,7 @@ var (
 	mOverflows     = prometheus.NewDesc("mmreplicate_inotify_overflows_total", "Inotify queue overflows (each triggers a full rescan).", nil, nil)
 	mSkipped       = prometheus.NewDesc("mmreplicate_files_skipped_total", "Files not replicated (unsupported kind, bad name).", nil, nil)
 	mCaptureErrors = prometheus.NewDesc("mmreplicate_capture_errors_total", "Files that could not be read.", nil, nil)
+	mDBRebases     = prometheus.NewDesc("mmreplicate_sqlite_rebases_total", "New SQLite base images taken because WAL continuity was lost (a checkpoint restarted the WAL before its frames were read).", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
@@ -147,6 +149,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mOverflows, float64(s.Overflows))
 	cnt(mSkipped, float64(s.Skipped))
 	cnt(mCaptureErrors, float64(s.CaptureErr))
+	cnt(mDBRebases, float64(s.DBRebases))
 }
 
 func b2f(b bool) float64 {

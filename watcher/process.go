@@ -82,6 +82,8 @@ func (w *Watcher) capture(p *pending) (change, error) {
 			ch, err = captureDir(s.Name, p.rel, fi, prev)
 		case !fi.Mode().IsRegular() || sqliteSide(p.rel):
 			err = errSkip
+		case isDB(s.Kind, abs):
+			ch, err = w.captureDB(s.Name, p.rel, abs, fi, prev)
 		case kindOf(s, p.rel) == "append":
 			ch, err = captureAppend(s.Name, p.rel, abs, prev)
 		default:
@@ -98,6 +100,7 @@ func (w *Watcher) capture(p *pending) (change, error) {
 		if prev == nil {
 			return change{}, err
 		}
+		delete(w.dbs, key)
 		return change{key: key, recs: []journal.Record{{Op: journal.OpDelete, Source: s.Name, Path: p.rel}}}, nil
 	default:
 		if errors.Is(err, errSkip) || errors.Is(err, errSQLite) {

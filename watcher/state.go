@@ -26,7 +26,10 @@ type fileState struct {
 	Head   [32]byte `json:"head"`   // append: hash of the first min(Offset, probeBytes) bytes
 	Tail   [32]byte `json:"tail"`   // append: hash of the probeBytes before Offset; file: content hash
 	Mode   uint32   `json:"mode"`
-	MTime  int64    `json:"mtime,omitempty"` // file: modification time shipped
+	MTime  int64    `json:"mtime,omitempty"` // file, db: modification time shipped
+	// db: the WAL's size and time when last read, so the scan notices missed commits.
+	WalSize  int64 `json:"wal_size,omitempty"`
+	WalMTime int64 `json:"wal_mtime,omitempty"`
 }
 
 // savedState is the file the watcher keeps under data_dir.

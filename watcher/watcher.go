@@ -71,6 +71,8 @@ type Watcher struct {
 	full      atomic.Bool
 	warned    map[string]bool
 	sent      map[[32]byte]struct{} // chunks journaled in this run
+	dbs       map[string]*dbTrack   // SQLite databases followed through their WAL
+	dbGaps    atomic.Uint64         // WAL continuity lost: a new base image was needed
 }
 
 type pending struct {
@@ -101,7 +103,7 @@ func New(o Options) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{o: o, log: o.Log.With("component", "watcher"), files: files, dirty: map[string]*pending{},
-		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}, sent: map[[32]byte]struct{}{}}
+		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}, sent: map[[32]byte]struct{}{}, dbs: map[string]*dbTrack{}}
 	for _, s := range o.Sources {
 		w.roots[s.Name] = s
 	}
@@ -123,6 +125,11 @@ func (w *Watcher) Stats() []SourceStats {
 func (w *Watcher) Counters() (overflows, skipped, errs uint64) {
 	return w.overflows.Load(), w.skipped.Load(), w.errs.Load()
 }
+
+// DBRebases counts the times a database's WAL could not be followed continuously (a
+// checkpoint restarted it before its frames were read, the file was replaced, ...) and a
+// new base image was taken: restores stay exact, only coarser around that moment.
+func (w *Watcher) DBRebases() uint64 { return w.dbGaps.Load() }
 
 // JournalFull reports whether the last append was refused for lack of journal space.
 func (w *Watcher) JournalFull() bool { return w.full.Load() }
@@ -221,6 +228,13 @@ func (w *Watcher) event(ev fsnotify.Event) {
 	if !ok {
 		return
 	}
+	if db, side := dbOf(rel); side {
+		// A commit shows up as a write to the WAL: it is the database that changed.
+		if _, known := w.files[src.Name+"/"+db]; known {
+			w.mark(src, db, false)
+		}
+		return
+	}
 	key := src.Name + "/" + rel
 	if st, known := w.files[key]; known && st.Kind == "dir" && ev.Has(fsnotify.Remove|fsnotify.Rename) {
 		// A folder moved or went away: everything shipped under it is gone from here.
@@ -316,7 +330,7 @@ func (w *Watcher) walkSource(s config.Source, seen map[string]bool, initial bool
 			if rel == "." || !w.wanted(s, rel, true) {
 				return nil
 			}
-		} else if !(d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0) || !w.wanted(s, rel, false) {
+		} else if !(d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0) || !w.wanted(s, rel, false) || sqliteSide(rel) {
 			return nil
 		}
 		if !utf8.ValidString(rel) {
@@ -339,7 +353,7 @@ func (w *Watcher) walkSource(s config.Source, seen map[string]bool, initial bool
 			w.mark(s, rel, true)
 			return nil
 		}
-		if fi, err := d.Info(); err == nil && changedSince(st, fi) {
+		if fi, err := d.Info(); err == nil && changedSince(st, fi, p) {
 			w.mark(s, rel, true)
 		}
 		return nil
@@ -374,12 +388,16 @@ func kindOf(s config.Source, rel string) string {
 // sqliteSide reports the files SQLite keeps beside a database; they are never replicated
 // as files of their own.
 func sqliteSide(rel string) bool {
-	return strings.HasSuffix(rel, "-wal") || strings.HasSuffix(rel, "-shm") || strings.HasSuffix(rel, "-journal")
+	_, ok := dbOf(rel)
+	return ok
 }
 
 // changedSince tells from a stat whether a path may differ from what was shipped.
-func changedSince(st *fileState, fi fs.FileInfo) bool {
+func changedSince(st *fileState, fi fs.FileInfo, abs string) bool {
 	switch st.Kind {
+	case "db":
+		size, mtime := walStamp(abs)
+		return fi.Size() != st.Offset || fi.ModTime().UnixNano() != st.MTime || size != st.WalSize || mtime != st.WalMTime
 	case "dir":
 		return !fi.IsDir() || uint32(fi.Mode().Perm()) != st.Mode
 	case "symlink":

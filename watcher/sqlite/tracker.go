@@ -108,7 +108,7 @@ func readOnlyDSN(path string) string {
 // checkpoint from overwriting pages of the database file this snapshot needs and stops the
 // WAL from restarting under it. The copy is plain file reads, so the hold lasts about as
 // long as reading the database once from the page cache: TestBaseHoldTime logs it for a
-// 51 MB database with frames in the WAL, 27 ms on a 2-CPU VM.
+// 51 MB database with frames in the WAL: 26 to 90 ms over several runs on a 2-CPU VM.
 func (t *Tracker) Base() (Txn, error) {
 	t.based = false
 	// The database and -shm files stay open until the SQLite connection is closed (the
