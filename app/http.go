@@ -34,6 +34,7 @@ type Status struct {
 	Skipped    uint64         `json:"files_skipped"`
 	CaptureErr uint64         `json:"capture_errors"`
 	DBRebases  uint64         `json:"sqlite_rebases"`
+	Drills     []DrillStatus  `json:"drills"`
 }
 
 // JournalStatus describes the local journal.
@@ -73,6 +74,7 @@ func (d *daemon) status() Status {
 	for _, st := range w.Stats() {
 		s.Sources = append(s.Sources, SourceStatus{Name: st.Name, Files: st.Files, LastChange: st.LastChange})
 	}
+	s.Drills = d.drills.snapshot()
 	for i, w := range d.workers {
 		ws := w.Stats()
 		ss := SinkStatus{Name: ws.Sink, Target: d.targets[i], StoredSeq: ws.StoredSeq, LastSuccess: ws.LastSuccess, Errors: ws.Errors}
@@ -150,6 +152,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mSkipped, float64(s.Skipped))
 	cnt(mCaptureErrors, float64(s.CaptureErr))
 	cnt(mDBRebases, float64(s.DBRebases))
+	c.d.drills.collect(ch)
 }
 
 func b2f(b bool) float64 {

@@ -46,6 +46,7 @@ type daemon struct {
 	pub     *natsbus.Publisher
 	workers []*sinks.Worker
 	s3sinks []*s3sink.Sink
+	drills  *drills
 	targets []string
 	started time.Time
 	pending []config.Source // sources read on SIGHUP, swapped in by reload
@@ -80,22 +81,33 @@ func Run(ctx context.Context, o RunOptions) error {
 	var lastSeq uint64
 	var lastTime time.Time
 	startAfter := make([]uint64, len(cfg.S3))
+	down := make([]bool, len(cfg.S3))
+	reachable := 0
 	for i, t := range cfg.S3 {
-		st, err := openStore(ctx, t)
+		st, err := openStore(ctx, cfg, t, cfg.DataDir)
 		if err != nil {
 			return err
 		}
-		if err := st.Check(ctx); err != nil {
+		stores[i] = st
+		seq, tm, err := lastStored(ctx, st, cfg.Host)
+		if err != nil && objstore.Temporary(err) {
+			// One provider's outage must not stop replication: its sink starts once the
+			// store answers, and NATS keeps what it has not taken yet.
+			o.Log.Warn("s3 target unreachable at start; its sink waits for it", "target", t.Name, "store", st.String(), "err", err)
+			down[i] = true
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("s3 target %s (%s): %w", t.Name, st, err)
 		}
-		seq, tm, err := s3sink.Last(ctx, st, cfg.Host)
-		if err != nil {
-			return fmt.Errorf("s3 target %s: %w", t.Name, err)
-		}
-		stores[i], startAfter[i] = st, seq
+		reachable++
+		startAfter[i] = seq
 		if seq > lastSeq {
 			lastSeq, lastTime = seq, tm
 		}
+	}
+	if reachable == 0 && !journalExists(filepath.Join(cfg.DataDir, "journal")) {
+		return fmt.Errorf("no s3 target answers, and a new journal must continue the numbering the store holds: start again once a target is reachable")
 	}
 	// A host rebuilt from its store continues the numbering and the clock of the lost one,
 	// so its records never collide with what the store already holds.
@@ -132,9 +144,10 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 
 	d.pub = &natsbus.Publisher{J: d.j, JS: js, NC: nc, Host: cfg.Host, CursorDir: cfg.DataDir, Log: d.log.With("component", "publisher")}
-	d.pub.StartAt = startAfter[0] + 1
-	for _, s := range startAfter {
-		d.pub.StartAt = min(d.pub.StartAt, s+1)
+	for i, s := range startAfter {
+		if !down[i] && (d.pub.StartAt == 0 || s+1 < d.pub.StartAt) {
+			d.pub.StartAt = s + 1
+		}
 	}
 	for i, t := range cfg.S3 {
 		cons, err := stream.Consumer(ctx, natsbus.ConsumerName(cfg.Host, names[i]))
@@ -143,17 +156,28 @@ func Run(ctx context.Context, o RunOptions) error {
 		}
 		sink := &s3sink.Sink{Store: stores[i], Host: cfg.Host, Target: t.Name, ManifestEvery: t.ManifestInterval,
 			Log: d.log.With("component", "sink", "sink", names[i])}
-		if err := sink.Open(ctx); err != nil {
+		w := &sinks.Worker{Sink: sink, Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes),
+			Log: d.log.With("component", "sink", "sink", names[i]), StartAfter: startAfter[i]}
+		if down[i] {
+			w.Prepare = func(ctx context.Context) (uint64, error) {
+				seq, _, err := lastStored(ctx, sink.Store, cfg.Host)
+				if err == nil {
+					err = sink.Open(ctx)
+				}
+				return seq, err
+			}
+		} else if err := sink.Open(ctx); err != nil {
 			return err
 		}
 		d.s3sinks = append(d.s3sinks, sink)
-		d.workers = append(d.workers, &sinks.Worker{
-			Sink:     sink,
-			Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes),
-			Log: d.log.With("component", "sink", "sink", names[i]), StartAfter: startAfter[i],
-		})
+		d.workers = append(d.workers, w)
 		d.targets = append(d.targets, stores[i].String())
 	}
+	targetNames := make([]string, len(cfg.S3))
+	for i, t := range cfg.S3 {
+		targetNames[i] = t.Name
+	}
+	d.drills = &drills{d: d, stores: stores, names: targetNames}
 	if err := d.newWatcher(cfg.Sources); err != nil {
 		return err
 	}
@@ -185,6 +209,9 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	}
 	defer httpStop()
 	go d.releaseLoop(sinkCtx)
+	if d.cfg.Drill.Enabled {
+		go d.drills.run(sinkCtx, d.cfg.Drill.Interval)
+	}
 	ready := make(chan struct{})
 	watchDone := d.startWatcher(watchCtx, func() { close(ready) })
 	select {
@@ -413,4 +440,19 @@ func (d *daemon) reload() error {
 	d.cfg.Sources = d.pending
 	d.log.Info("SIGHUP: sources reloaded", "sources", len(d.pending))
 	return nil
+}
+
+// lastStored checks a store and returns the newest sequence number and time it holds for
+// host.
+func lastStored(ctx context.Context, st objstore.Store, host string) (uint64, time.Time, error) {
+	if err := st.Check(ctx); err != nil {
+		return 0, time.Time{}, err
+	}
+	return s3sink.Last(ctx, st, host)
+}
+
+// journalExists reports whether a journal folder already holds segments.
+func journalExists(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	return len(m) > 0
 }

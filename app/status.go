@@ -52,6 +52,13 @@ func PrintStatus(ctx context.Context, cfg *config.Config, asJSON bool, out io.Wr
 	for _, sk := range s.Sinks {
 		fmt.Fprintf(tw, "%s\t%d records\t%s\t%d\t%.1fs\t%s\n", sk.Name, sk.BacklogRecords, ago(sk.LastSuccess), sk.Errors, sk.LossWindowSeconds, sk.Target)
 	}
+	if len(s.Drills) > 0 {
+		fmt.Fprintln(tw, "\nDRILL\tLAST RUN\tLAST SUCCESS\tFILES\tWINDOW\tERROR")
+		for _, dr := range s.Drills {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dr.Target, ago(dr.LastRun), ago(dr.LastSuccess), dr.Files,
+				time.Duration(dr.WindowSeconds*float64(time.Second)).Round(time.Second), dr.LastError)
+		}
+	}
 	return tw.Flush()
 }
 

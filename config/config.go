@@ -84,7 +84,8 @@ type Config struct {
 	Git        *Git        // nil when absent
 	ServeS3    ServeS3     // credentials serve-s3 requires from its clients
 	HTTP       HTTP        // /metrics, /healthz, /status
-	Journal    Journal     // local append-only journal limits
+	Journal    Journal
+	Drill      Drill // local append-only journal limits
 
 	// lines maps a key path ("sources[1].path") to its line in the file, so
 	// checks made after parsing (CheckSources) can still point at the line.
@@ -132,6 +133,17 @@ type Encryption struct {
 	Recipients   []string // age public keys; at least one
 	IdentityFile string   // private key restore needs; optional for run; absolute
 }
+
+// Drill configures the daemon's automatic restore drills: every Interval it restores a
+// random recent instant from each S3 target into a temporary folder and checks every file
+// against the recorded hashes.
+type Drill struct {
+	Interval time.Duration // key interval; default 24h
+	Enabled  bool          // key enabled; default true
+}
+
+// DefaultDrillInterval runs one restore drill a day.
+const DefaultDrillInterval = 24 * time.Hour
 
 // Git configures the hourly commit of the replicated state into a data
 // repository, a readable logbook next to the S3 store.

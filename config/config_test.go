@@ -100,6 +100,7 @@ func TestSpecExample(t *testing.T) {
 		ServeS3:    ServeS3{AccessKeyID: "browse", SecretAccessKey: "browse-secret"},
 		HTTP:       HTTP{Listen: "127.0.0.1:9108"},
 		Journal:    Journal{MaxBytes: 10 << 30, SyncInterval: 2 * time.Millisecond},
+		Drill:      Drill{Interval: 24 * time.Hour, Enabled: true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", *got, *want)
@@ -241,7 +242,7 @@ func TestErrors(t *testing.T) {
 		{"two documents", minimal + "---\nhost: b\n", []string{"line 5: a second YAML document"}},
 		{"top not mapping", "- a\n- b\n", []string{"line 1: the file must hold key: value pairs"}},
 		{"unknown top key", "host: a\n" + minimal + "sorces: []\n", []string{`line 6: unknown key "sorces" (did you mean "sources"?)`}},
-		{"unknown far key", minimal + "zzzzzz: 1\n", []string{`unknown key "zzzzzz" (known keys: data_dir, encryption, git,`}},
+		{"unknown far key", minimal + "zzzzzz: 1\n", []string{`unknown key "zzzzzz" (known keys: data_dir, drill, encryption, git,`}},
 		{"unknown anchor holder", minimal + "x-common: &c\n  a: 1\n", []string{`line 5: unknown key "x-common"`}},
 		{"unknown source key", minimal + "    inclde: [a]\n", []string{`line 5: unknown key "sources[0].inclde" (did you mean "include"?)`}},
 		{"unknown s3 list key", minimal + "s3:\n  - name: a\n    url: s3://b\n  - name: c\n    urll: s3://b\n", []string{`line 9: unknown key "s3[1].urll"`}},

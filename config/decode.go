@@ -71,6 +71,7 @@ func (d *decoder) decode(data []byte) (*Config, error) {
 		NATS:    NATS{MaxBytes: DefaultNATSMaxBytes},
 		HTTP:    HTTP{Listen: DefaultHTTPListen},
 		Journal: Journal{MaxBytes: DefaultJournalMaxBytes, SyncInterval: DefaultJournalSyncInterval},
+		Drill:   Drill{Interval: DefaultDrillInterval, Enabled: true},
 	}
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
 		if err := d.top(c, doc.Content[0]); err != nil {
@@ -127,6 +128,12 @@ func (d *decoder) top(c *Config, n *yaml.Node) error {
 		},
 		"http": func(k string, v *yaml.Node) error {
 			return d.mapping(k, v, fields{"listen": d.str(&c.HTTP.Listen)})
+		},
+		"drill": func(k string, v *yaml.Node) error {
+			return d.mapping(k, v, fields{
+				"interval": d.duration(&c.Drill.Interval),
+				"enabled":  d.boolean(&c.Drill.Enabled),
+			})
 		},
 		"journal": func(k string, v *yaml.Node) error {
 			return d.mapping(k, v, fields{

@@ -31,6 +31,9 @@ type Worker struct {
 	// StartAfter: records at or below this sequence number are already stored (found in
 	// the store at start-up) and are acknowledged without being written again.
 	StartAfter uint64
+	// Prepare, when set, runs first and is retried until it succeeds: it finds the
+	// store's StartAfter for a target that did not answer when the daemon started.
+	Prepare func(ctx context.Context) (uint64, error)
 
 	stored    atomic.Uint64 // highest sequence number stored
 	lastFlush atomic.Int64  // unix nanos of the last successful write
@@ -88,6 +91,21 @@ type batch struct {
 
 // Run consumes until ctx ends.
 func (w *Worker) Run(ctx context.Context) error {
+	for backoff := time.Second; w.Prepare != nil; backoff = min(backoff*2, time.Minute) {
+		after, err := w.Prepare(ctx)
+		if err == nil {
+			w.StartAfter, w.Prepare = after, nil
+			w.Log.Info("store answers; sink starts", "after_seq", after)
+			break
+		}
+		w.errs.Add(1)
+		w.Log.Warn("store still unreachable", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
 	w.stored.Store(w.StartAfter)
 	w.expect, w.ahead = w.StartAfter+1, map[uint64]journal.Record{}
 	in := make(chan jetstream.Msg, 4096)
