@@ -52,6 +52,11 @@ func (h *headInfo) boundary() (time.Time, bool) {
 
 // openRepo opens the repository, creating it when absent, and points HEAD at main.
 func (s *Sink) openRepo() error {
+	s.gitDir = s.o.Repo
+	if fi, err := os.Stat(filepath.Join(s.o.Repo, ".git")); err == nil && fi.IsDir() {
+		s.gitDir = filepath.Join(s.o.Repo, ".git")
+	}
+	removeOrphanIndexes(s.gitDir)
 	repo, err := gogit.PlainOpen(s.o.Repo)
 	if errors.Is(err, gogit.ErrRepositoryNotExists) {
 		repo, err = gogit.PlainInitWithOptions(s.o.Repo, &gogit.PlainInitOptions{
@@ -60,7 +65,6 @@ func (s *Sink) openRepo() error {
 	if err != nil {
 		return fmt.Errorf("git sink: repository %s: %w", s.o.Repo, err)
 	}
-	s.gitDir = s.o.Repo
 	if fi, err := os.Stat(filepath.Join(s.o.Repo, ".git")); err == nil && fi.IsDir() {
 		s.gitDir = filepath.Join(s.o.Repo, ".git")
 	}
@@ -117,7 +121,7 @@ func (s *Sink) loadHead() error {
 		return fmt.Errorf("git sink: head tree: %w", err)
 	}
 	s.head = h
-	s.status.LastCommit, s.status.LastCommitTime = h.hash.String(), h.when
+	s.setStatus(func(st *Status) { st.LastCommit, st.LastCommitTime = h.hash.String(), h.when })
 	return nil
 }
 
@@ -125,6 +129,7 @@ func (s *Sink) loadHead() error {
 // the head commit's, which makes no commit.
 func (s *Sink) commitAt(b time.Time) (bool, error) {
 	w := &objWriter{s: s, seen: map[plumbing.Hash]bool{}}
+	defer w.cleanup()
 	leaves, err := s.leaves(w, b)
 	if err != nil {
 		return false, err
@@ -137,7 +142,10 @@ func (s *Sink) commitAt(b time.Time) (bool, error) {
 	if root == s.head.tree || (s.head.hash.IsZero() && len(leaves) == 0) {
 		return false, nil
 	}
-	sig := object.Signature{Name: "mmreplicate", Email: "mmreplicate@" + s.o.Host, When: b.UTC()}
+	if err := w.flushBlobs(); err != nil {
+		return false, err
+	}
+	sig := object.Signature{Name: "mmreplicate", Email: "mmreplicate@" + emailHost(s.o.Host), When: b.UTC()}
 	c := &object.Commit{Author: sig, Committer: sig, Message: s.message(b, leaves), TreeHash: root}
 	if !s.head.hash.IsZero() {
 		c.ParentHashes = []plumbing.Hash{s.head.hash}
@@ -166,9 +174,11 @@ func (s *Sink) commitAt(b time.Time) (bool, error) {
 		next.known[t] = true
 	}
 	s.head = next
-	s.status.LastCommit, s.status.LastCommitTime = hash.String(), s.o.Now()
-	s.status.Pushed = false
-	s.status.Commits++
+	now := s.o.Now()
+	s.setStatus(func(st *Status) {
+		st.LastCommit, st.LastCommitTime, st.Pushed, st.Boundary = hash.String(), now, false, b.UTC()
+		st.Commits++
+	})
 	s.st.SinceGC++
 	s.log.Info("committed", "boundary", b.UTC(), "commit", hash.String(), "files", len(leaves))
 	s.kickPush()
@@ -202,7 +212,9 @@ func (s *Sink) leaves(w *objWriter, b time.Time) ([]leaf, error) {
 			continue
 		}
 		l, err := s.leafOf(w, k, e, b)
-		if errors.Is(err, errLeaveOut) {
+		if errors.Is(err, errLeaveOut) || errors.Is(err, os.ErrNotExist) {
+			// A mirror file gone (the state folder was tampered with) must not stop
+			// every later commit: the path is left out, loudly, until it changes.
 			s.log.Warn("path left out of the commit", "path", k, "err", err)
 			continue
 		}
@@ -378,6 +390,17 @@ func (s *Sink) warnOnce(key, msg string, args ...any) {
 	}
 	s.warned[key] = true
 	s.log.Warn(msg, args...)
+}
+
+// emailHost keeps a host name usable in the author's address: characters git would
+// choke on (spaces, angle brackets, newlines) become "-".
+func emailHost(h string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '-'
+	}, h)
 }
 
 func unixUTC(ns int64) time.Time { return time.Unix(0, ns).UTC() }

@@ -49,16 +49,18 @@
 // cache of the content-addressed chunks whole files are made of (a whole file is never
 // assembled on disk: its blob is streamed from its chunks at commit time). Every Write
 // first appends its records to a write-ahead log and fsyncs it, then applies them; the
-// index is checkpointed (content fsynced, the log emptied) after each boundary. After a
+// index is checkpointed (content fsynced, the log emptied) after each boundary and
+// whenever the log passes 64 MiB. After a
 // crash the checkpoint is loaded and the log replayed; records are idempotent (an append
 // truncates to its offset before writing), so re-applying what was half-applied is
 // harmless, and a batch written again is recognised by its sequence numbers.
 //
-// Cached chunks that no live file refers to are removed ChunkRetention after they were
-// last referenced. They are not removed at once because the watcher sends a chunk only
-// once per run: a file that changes back to earlier content, or a rename split across two
-// boundaries, refers to chunks that will not travel again. A file whose chunks are gone
-// all the same is committed as a pointer file (below) and logged.
+// Cached chunks that no live file refers to are removed once that has been so for
+// ChunkRetention (default 7 days; checked after each boundary). They are not removed at
+// once because the watcher sends a chunk only once per run: a file that changes back to
+// earlier content, or a rename split across two boundaries, refers to chunks that will
+// not travel again. A file whose chunks are gone all the same is committed as a pointer
+// file (below) and logged.
 //
 // # Big files
 //
@@ -76,18 +78,30 @@
 //
 // The bytes live in the S3 store: a whole file as the listed chunk blobs (concatenated in
 // order they are the file; each blob's name is the SHA-256 of its bytes), an append-only
-// file or a database in the host's segment objects. The simplest way to get the file is
+// file or a database in the host's segment objects (a "segments hosts/<host>/segments/"
+// line instead of the blob lines). The simplest way to get the file is
 // the fetch line: `mmreplicate restore --at <commit time> --path <source>/<path> --to DIR`,
 // which rebuilds it from the store and checks every hash; the sha256 line checks the
 // result.
 //
 // # Repository housekeeping
 //
-// Objects, trees and commits are built directly with go-git's plumbing (never a worktree
-// scan) and made durable with a file-system sync before refs/heads/main moves (written
-// atomically, as git does, through a lock file and a rename). The worktree of the
-// repository is not checked out: use git log, git show, git archive or a clone. Every
-// GCEvery commits `git gc --auto` runs when the git command is installed. Pushes run in
-// the background after each commit, retried with backoff while the remote is down; local
-// commits are never dropped and a later push carries all of them, in order.
+// Blobs, trees and commits are built directly with go-git's plumbing from the mirror,
+// never by scanning a worktree. A path unchanged since the last commit reuses its blob
+// hash (cached per path with the sequence number of its last change, which also holds
+// after a crash and replay), so a commit costs in proportion to what changed, plus one
+// tree object per changed folder. A commit with many new blobs stores them as one pack
+// through the storer's pack writer (compressed in parallel at zlib's fastest level, as git
+// itself does for loose objects), a commit with few as loose objects. Everything is made
+// durable with a file-system sync before refs/heads/main moves (written atomically, as git
+// does, through a lock file and a rename). The worktree of the repository is not checked
+// out: use git log, git show, git archive or a clone. Every GCEvery commits `git gc
+// --auto` runs when the git command is installed. Pushes run in the background after each
+// commit, retried with backoff while the remote is down; local commits are never dropped
+// and a later push carries all of them, in order.
+//
+// A path the mirror cannot commit is left out of that commit and logged, rather than
+// stopping every later commit: a name git cannot hold (a ".git" or ".." component), a
+// file whose path is also a folder of other files (the folder wins), a database without
+// a DBApplier or whose pages could not be applied (until its next base image).
 package git

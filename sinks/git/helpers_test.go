@@ -274,6 +274,12 @@ func checkout(t testing.TB, gitDir, rev string) map[string]want {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("archive %s: %v\n%s", rev, err, out)
 	}
+	return readTree(t, dst)
+}
+
+// readTree reads the files and links under dir (folders only hold them).
+func readTree(t testing.TB, dst string) map[string]want {
+	t.Helper()
 	got := map[string]want{}
 	err := filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -350,3 +356,5 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

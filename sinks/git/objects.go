@@ -13,17 +13,36 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
-// memLimit is the size up to which a blob is read into memory once rather than streamed
-// twice (once to hash it, once to store it when it is new).
+// memLimit is the size up to which a blob is read into memory to be hashed rather than
+// streamed.
 const memLimit = 1 << 20
 
-// objWriter stores the objects of one commit, skipping those the repository has.
+// packMin is the number of new blobs from which a commit stores them as one pack (one
+// file, compressed in parallel) rather than one loose object file each: creating
+// thousands of small files costs far more than writing their bytes.
+const packMin = 32
+
+// objWriter stores the objects of one commit, skipping those the repository has. Blobs
+// are only hashed at first and stored together by flushBlobs, which lets a large commit
+// go into a single pack; trees and the commit are stored at once.
 type objWriter struct {
 	s       *Sink
-	seen    map[plumbing.Hash]bool // known to exist
+	seen    map[plumbing.Hash]bool // known to exist, or pending
+	pending []pendingBlob
+	temps   []string // scratch files pending blobs read from
 	written []plumbing.Hash
+	packed  bool
+}
+
+// pendingBlob is a new blob hashed but not stored yet: its bytes, or how to read them.
+type pendingBlob struct {
+	hash plumbing.Hash
+	size int64
+	data []byte
+	open func() (io.ReadCloser, error)
 }
 
 func (w *objWriter) has(h plumbing.Hash) bool {
@@ -51,13 +70,77 @@ func (w *objWriter) put(obj plumbing.EncodedObject) (plumbing.Hash, error) {
 	return h, nil
 }
 
+// putBytes queues a small blob held in memory.
 func (w *objWriter) putBytes(b []byte) (plumbing.Hash, error) {
-	obj := &plumbing.MemoryObject{}
-	obj.SetType(plumbing.BlobObject)
-	if _, err := obj.Write(b); err != nil {
+	h := plumbing.ComputeHash(plumbing.BlobObject, b)
+	if !w.has(h) {
+		w.seen[h] = true
+		w.pending = append(w.pending, pendingBlob{hash: h, size: int64(len(b)), data: b})
+	}
+	return h, nil
+}
+
+// putStream hashes a blob of size bytes read from open and queues it when it is new; the
+// bytes are read again when stored, so no more than one blob is held in memory.
+func (w *objWriter) putStream(size int64, open func() (io.ReadCloser, error)) (plumbing.Hash, error) {
+	hasher := plumbing.NewHasher(plumbing.BlobObject, size)
+	if size <= memLimit {
+		b, err := readAll(open, size)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		hasher.Write(b)
+	} else if err := copyFrom(hasher, open, size); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return w.put(obj)
+	h := hasher.Sum()
+	if !w.has(h) {
+		w.seen[h] = true
+		w.pending = append(w.pending, pendingBlob{hash: h, size: size, open: open})
+	}
+	return h, nil
+}
+
+func (pb *pendingBlob) reader() (io.ReadCloser, error) {
+	if pb.open == nil {
+		return io.NopCloser(bytes.NewReader(pb.data)), nil
+	}
+	return pb.open()
+}
+
+// flushBlobs stores the queued blobs: as one pack when they are many, else loose.
+func (w *objWriter) flushBlobs() error {
+	defer func() { w.pending = nil }()
+	if pw, ok := w.s.repo.Storer.(storer.PackfileWriter); ok && len(w.pending) >= packMin {
+		if err := writePack(pw, w.pending); err != nil {
+			return fmt.Errorf("store %d blobs as a pack: %w", len(w.pending), err)
+		}
+		w.packed = true
+		return nil
+	}
+	lw, lazy := w.s.repo.Storer.(lazyWriter)
+	for i := range w.pending {
+		pb := &w.pending[i]
+		if pb.open == nil || !lazy {
+			b := pb.data
+			if b == nil {
+				var err error
+				if b, err = readAll(pb.reader, pb.size); err != nil {
+					return err
+				}
+			}
+			obj := &plumbing.MemoryObject{}
+			obj.SetType(plumbing.BlobObject)
+			obj.Write(b)
+			if _, err := w.s.repo.Storer.SetEncodedObject(obj); err != nil {
+				return fmt.Errorf("store blob %s: %w", pb.hash, err)
+			}
+		} else if err := storeLazy(lw, pb); err != nil {
+			return err
+		}
+		w.written = append(w.written, pb.hash)
+	}
+	return nil
 }
 
 // lazyWriter is the go-git storer method that stores an object as it is streamed.
@@ -65,42 +148,22 @@ type lazyWriter interface {
 	LazyWriter() (io.WriteCloser, func(plumbing.ObjectType, int64) error, error)
 }
 
-// putStream stores a blob of size bytes read from open, without holding it in memory when
-// it is large.
-func (w *objWriter) putStream(size int64, open func() (io.ReadCloser, error)) (plumbing.Hash, error) {
-	lw, lazy := w.s.repo.Storer.(lazyWriter)
-	if size <= memLimit || !lazy {
-		b, err := readAll(open, size)
-		if err != nil {
-			return plumbing.ZeroHash, err
-		}
-		return w.putBytes(b)
-	}
-	hasher := plumbing.NewHasher(plumbing.BlobObject, size)
-	if err := copyFrom(hasher, open, size); err != nil {
-		return plumbing.ZeroHash, err
-	}
-	h := hasher.Sum()
-	if w.has(h) {
-		return h, nil
-	}
+func storeLazy(lw lazyWriter, pb *pendingBlob) error {
 	out, header, err := lw.LazyWriter()
 	if err != nil {
-		return h, err
+		return err
 	}
-	err = header(plumbing.BlobObject, size)
+	err = header(plumbing.BlobObject, pb.size)
 	if err == nil {
-		err = copyFrom(out, open, size)
+		err = copyFrom(out, pb.reader, pb.size)
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return h, fmt.Errorf("store blob %s: %w", h, err)
+		return fmt.Errorf("store blob %s: %w", pb.hash, err)
 	}
-	w.seen[h] = true
-	w.written = append(w.written, h)
-	return h, nil
+	return nil
 }
 
 func readAll(open func() (io.ReadCloser, error), size int64) ([]byte, error) {
@@ -129,16 +192,32 @@ func copyFrom(dst io.Writer, open func() (io.ReadCloser, error), size int64) err
 	return nil
 }
 
+// cleanup removes the scratch files of the commit.
+func (w *objWriter) cleanup() {
+	for _, p := range w.temps {
+		os.Remove(p)
+	}
+}
+
 // sync makes the objects written so far durable: one file-system sync, or one fsync per
-// object where that is not available.
+// object file where that is not available.
 func (w *objWriter) sync() error {
-	if len(w.written) == 0 || syncFS(w.s.gitDir) == nil {
+	if (len(w.written) == 0 && !w.packed) || syncFS(w.s.gitDir) == nil {
 		return nil
 	}
-	dirs := map[string]bool{}
+	files := map[string]bool{}
 	for _, h := range w.written {
 		hex := h.String()
-		p := filepath.Join(w.s.gitDir, "objects", hex[:2], hex[2:])
+		files[filepath.Join(w.s.gitDir, "objects", hex[:2], hex[2:])] = true
+	}
+	if w.packed {
+		packs, _ := filepath.Glob(filepath.Join(w.s.gitDir, "objects", "pack", "pack-*"))
+		for _, p := range packs {
+			files[p] = true
+		}
+	}
+	dirs := map[string]bool{}
+	for p := range files {
 		if err := fsyncPath(p); err != nil {
 			return err
 		}

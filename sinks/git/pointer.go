@@ -14,6 +14,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
+	"github.com/mmreplicate/mmreplicate/segment"
 )
 
 // PointerHeader is the first line of a pointer file, which stands in the repository for
@@ -22,7 +23,7 @@ const PointerHeader = "mmreplicate-pointer v1"
 
 // pointerText is a pointer file's content. It holds no time, so the same file at the same
 // path always gives the same blob.
-func pointerText(path, kind string, size int64, sum string, refs []journal.ChunkRef) []byte {
+func pointerText(host, path, kind string, size int64, sum string, refs []journal.ChunkRef) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\npath %s\nkind %s\nsize %d\n", PointerHeader, path, kind, size)
 	if sum == "" {
@@ -35,7 +36,7 @@ func pointerText(path, kind string, size int64, sum string, refs []journal.Chunk
 			fmt.Fprintf(&b, "blob %s %d\n", manifest.BlobKey(c.ID()), c.Size)
 		}
 	} else {
-		b.WriteString("store the host's segment objects (hosts/<host>/segments/)\n")
+		fmt.Fprintf(&b, "segments %s\n", segment.Prefix(host))
 	}
 	fmt.Fprintf(&b, "fetch mmreplicate restore --at <this commit's time> --path %s --to DIR\n", shellQuote(path))
 	return []byte(b.String())
@@ -96,7 +97,7 @@ func (s *Sink) fileBlob(w *objWriter, key string, e *entry, b time.Time) (plumbi
 		}
 		ci.SHA256 = sum
 	}
-	h, err := w.putBytes(pointerText(key, manifest.KindFile, size, ci.SHA256, refs))
+	h, err := w.putBytes(pointerText(s.o.Host, key, manifest.KindFile, size, ci.SHA256, refs))
 	return h, true, err
 }
 
@@ -124,7 +125,7 @@ func (s *Sink) contentBlob(w *objWriter, key string, e *entry, path string) (plu
 		if err != nil {
 			return plumbing.ZeroHash, false, err
 		}
-		h, err := w.putBytes(pointerText(key, e.Kind, size, sum, nil))
+		h, err := w.putBytes(pointerText(s.o.Host, key, e.Kind, size, sum, nil))
 		return h, true, err
 	}
 	h, err := w.putStream(size, open)
@@ -143,7 +144,7 @@ func (s *Sink) dbBlob(w *objWriter, key string, e *entry) (plumbing.Hash, bool, 
 	if err != nil {
 		return plumbing.ZeroHash, false, err
 	}
-	defer os.Remove(tmp.Name())
+	w.temps = append(w.temps, tmp.Name()) // read again when the blob is stored
 	defer tmp.Close()
 	if _, err := io.Copy(tmp, src); err != nil {
 		return plumbing.ZeroHash, false, err

@@ -94,8 +94,8 @@ func (s *Sink) pushOnce(ctx context.Context) error {
 // pushDone records a push's outcome; it logs a failure when it differs from the previous
 // one, so a remote down for hours does not flood the log.
 func (s *Sink) pushDone(h plumbing.Hash, err error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.smu.Lock()
+	defer s.smu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("git sink: push to %s: %w", s.o.Remote, err)
 		if s.status.PushError != err.Error() {

@@ -73,6 +73,29 @@ type DBApplier interface {
 	Finalize(img *os.File) error
 }
 
+// DBFuncs adapts two functions to DBApplier. With the SQLite capture package:
+//
+//	git.DBFuncs{
+//		ApplyPagesFunc: func(img *os.File, data []byte) error {
+//			tx, err := sqlite.DecodeTxn(data)
+//			if err != nil {
+//				return err
+//			}
+//			return sqlite.Apply(img, tx)
+//		},
+//		FinalizeFunc: sqlite.Finalize,
+//	}
+type DBFuncs struct {
+	ApplyPagesFunc func(img *os.File, data []byte) error
+	FinalizeFunc   func(img *os.File) error
+}
+
+// ApplyPages calls ApplyPagesFunc.
+func (d DBFuncs) ApplyPages(img *os.File, data []byte) error { return d.ApplyPagesFunc(img, data) }
+
+// Finalize calls FinalizeFunc.
+func (d DBFuncs) Finalize(img *os.File) error { return d.FinalizeFunc(img) }
+
 // Status is a snapshot for the status command and metrics.
 type Status struct {
 	LastCommit     string    // hash of the newest commit ("" before the first)
@@ -100,8 +123,10 @@ type Sink struct {
 	head      headInfo
 	warned    map[string]bool
 	lastWrite time.Time
-	status    Status
 	closed    bool
+
+	smu    sync.Mutex // guards status alone, so that Status never waits for a commit
+	status Status
 
 	needRecover    bool // an apply failed half-way: reload from disk before going on
 	needCheckpoint bool // a boundary was handled but not checkpointed
@@ -154,6 +179,9 @@ func New(o Options) (*Sink, error) {
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
+		if s.wal != nil {
+			s.wal.Close()
+		}
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -170,9 +198,15 @@ func (s *Sink) Name() string { return "git" }
 
 // Status returns the current figures.
 func (s *Sink) Status() Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.smu.Lock()
+	defer s.smu.Unlock()
 	return s.status
+}
+
+func (s *Sink) setStatus(f func(*Status)) {
+	s.smu.Lock()
+	f(&s.status)
+	s.smu.Unlock()
 }
 
 // Close stops the timer and the pusher (a commit not yet pushed is pushed by the next
@@ -267,7 +301,7 @@ func (s *Sink) handleBoundary(b time.Time) error {
 		return fmt.Errorf("git sink: commit at %s: %w", b.Format(time.RFC3339Nano), err)
 	}
 	s.st.Clock.handled(b)
-	s.status.Boundary = b
+	s.setStatus(func(st *Status) { st.Boundary = b })
 	s.prune(b)
 	if err := s.checkpoint(); err != nil {
 		s.needCheckpoint = true

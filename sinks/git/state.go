@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/mmreplicate/mmreplicate/journal"
@@ -239,6 +241,11 @@ func (s *Sink) applyDB(r *journal.Record) error {
 		return err
 	}
 	s.dirty[p] = true
+	var pathErr *fs.PathError
+	var errno syscall.Errno
+	if errors.As(aerr, &pathErr) || errors.As(aerr, &errno) {
+		return aerr // the disk failed, not the data: retried like any write
+	}
 	if aerr != nil {
 		e.Broken = aerr.Error()
 		s.log.Warn("database pages cannot be applied; the database is left out of commits until its next base image",
@@ -269,11 +276,9 @@ func (s *Sink) putChunk(r *journal.Record, replay bool) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, r.Data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
+	// Written in place, without a temporary file and a rename: the log already holds the
+	// chunk, and a replay checks every chunk it logged, so a torn file is rewritten.
+	if err := os.WriteFile(p, r.Data, 0o600); err != nil {
 		return err
 	}
 	s.chunks[id] = true
@@ -325,8 +330,11 @@ func (s *Sink) prune(b time.Time) {
 			delete(s.st.Orphans, id)
 		}
 	}
+	// Content facts are a few bytes each and name a blob the history keeps, so they are
+	// kept four times as long as chunks: a file changing back to content from weeks ago
+	// is still committed from that blob, its chunks long gone.
 	for id, ci := range s.st.Contents {
-		if now-ci.Seen > keep {
+		if now-ci.Seen > 4*keep {
 			delete(s.st.Contents, id)
 		}
 	}

@@ -14,8 +14,8 @@ import (
 )
 
 // walLimit is the write-ahead log size past which a Write checkpoints, so that a replay
-// after a crash stays short between boundaries far apart.
-const walLimit = 64 << 20
+// after a crash stays short between boundaries far apart. (A variable for tests.)
+var walLimit int64 = 64 << 20
 
 const (
 	checkpointName = "checkpoint.json"
@@ -84,7 +84,7 @@ func (s *Sink) recover() error {
 		s.st.Clock.handled(b)
 	}
 	if s.st.Clock.HasLast {
-		s.status.Boundary = unixUTC(s.st.Clock.Last)
+		s.setStatus(func(st *Status) { st.Boundary = unixUTC(s.st.Clock.Last) })
 	}
 	s.needRecover = false
 	return nil
@@ -214,7 +214,9 @@ func (s *Sink) scanChunks() (map[string]bool, error) {
 				_ = os.Remove(filepath.Join(root, d.Name(), n.Name()))
 				continue
 			}
-			out[n.Name()] = true
+			if len(n.Name()) == 64 {
+				out[n.Name()] = true
+			}
 		}
 	}
 	return out, nil
