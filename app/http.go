@@ -35,6 +35,17 @@ type Status struct {
 	CaptureErr uint64         `json:"capture_errors"`
 	DBRebases  uint64         `json:"sqlite_rebases"`
 	Drills     []DrillStatus  `json:"drills"`
+	Git        *GitStatus     `json:"git,omitempty"`
+}
+
+// GitStatus is the git sink's last commit and push state.
+type GitStatus struct {
+	LastCommit     string    `json:"last_commit"`
+	LastCommitTime time.Time `json:"last_commit_time,omitzero"`
+	Boundary       time.Time `json:"boundary,omitzero"`
+	Pushed         bool      `json:"pushed"`
+	PushError      string    `json:"push_error,omitempty"`
+	Commits        uint64    `json:"commits"`
 }
 
 // JournalStatus describes the local journal.
@@ -75,6 +86,11 @@ func (d *daemon) status() Status {
 		s.Sources = append(s.Sources, SourceStatus{Name: st.Name, Files: st.Files, LastChange: st.LastChange})
 	}
 	s.Drills = d.drills.snapshot()
+	if d.git != nil {
+		g := d.git.Status()
+		s.Git = &GitStatus{LastCommit: g.LastCommit, LastCommitTime: g.LastCommitTime, Boundary: g.Boundary,
+			Pushed: g.Pushed, PushError: g.PushError, Commits: g.Commits}
+	}
 	for i, w := range d.workers {
 		ws := w.Stats()
 		ss := SinkStatus{Name: ws.Sink, Target: d.targets[i], StoredSeq: ws.StoredSeq, LastSuccess: ws.LastSuccess, Errors: ws.Errors}
@@ -120,6 +136,9 @@ var (
 	mOverflows     = prometheus.NewDesc("mmreplicate_inotify_overflows_total", "Inotify queue overflows (each triggers a full rescan).", nil, nil)
 	mSkipped       = prometheus.NewDesc("mmreplicate_files_skipped_total", "Files not replicated (unsupported kind, bad name).", nil, nil)
 	mCaptureErrors = prometheus.NewDesc("mmreplicate_capture_errors_total", "Files that could not be read.", nil, nil)
+	mGitCommit     = prometheus.NewDesc("mmreplicate_git_last_commit_timestamp_seconds", "Boundary time of the git sink's last commit.", nil, nil)
+	mGitPushed     = prometheus.NewDesc("mmreplicate_git_pushed", "1 when the last commit has reached the remote.", nil, nil)
+	mGitCommits    = prometheus.NewDesc("mmreplicate_git_commits_total", "Commits made by the git sink.", nil, nil)
 	mDBRebases     = prometheus.NewDesc("mmreplicate_sqlite_rebases_total", "New SQLite base images taken because WAL continuity was lost (a checkpoint restarted the WAL before its frames were read).", nil, nil)
 )
 
@@ -153,6 +172,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mCaptureErrors, float64(s.CaptureErr))
 	cnt(mDBRebases, float64(s.DBRebases))
 	c.d.drills.collect(ch)
+	if s.Git != nil {
+		g(mGitCommit, unix(s.Git.LastCommitTime))
+		g(mGitPushed, b2f(s.Git.Pushed))
+		cnt(mGitCommits, float64(s.Git.Commits))
+	}
 }
 
 func b2f(b bool) float64 {

@@ -23,8 +23,10 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal/natsbus"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/sinks"
+	gitsink "github.com/mmreplicate/mmreplicate/sinks/git"
 	s3sink "github.com/mmreplicate/mmreplicate/sinks/s3"
 	"github.com/mmreplicate/mmreplicate/watcher"
+	"github.com/mmreplicate/mmreplicate/watcher/sqlite"
 )
 
 // RunOptions configure the daemon.
@@ -47,6 +49,7 @@ type daemon struct {
 	workers []*sinks.Worker
 	s3sinks []*s3sink.Sink
 	drills  *drills
+	git     *gitsink.Sink
 	targets []string
 	started time.Time
 	pending []config.Source // sources read on SIGHUP, swapped in by reload
@@ -136,6 +139,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	for i, t := range cfg.S3 {
 		names[i] = "s3-" + t.Name
 	}
+	if cfg.Git != nil {
+		names = append(names, "git")
+	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	stream, err := setupWithRetry(setupCtx, js, cfg, names, d.log)
 	cancel()
@@ -172,6 +178,11 @@ func Run(ctx context.Context, o RunOptions) error {
 		d.s3sinks = append(d.s3sinks, sink)
 		d.workers = append(d.workers, w)
 		d.targets = append(d.targets, stores[i].String())
+	}
+	if cfg.Git != nil {
+		if err := d.addGitSink(ctx, stream); err != nil {
+			return err
+		}
 	}
 	targetNames := make([]string, len(cfg.S3))
 	for i, t := range cfg.S3 {
@@ -280,6 +291,11 @@ loop:
 	}
 	stopSinks()
 	sinkWG.Wait()
+	if d.git != nil {
+		if err := d.git.Close(); err != nil {
+			d.log.Warn("git sink close", "err", err)
+		}
+	}
 	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 10*time.Second)
 	for _, s := range d.s3sinks {
 		s.Flush(flushCtx) // a manifest of the final state: the next restore reads little
@@ -455,4 +471,33 @@ func lastStored(ctx context.Context, st objstore.Store, host string) (uint64, ti
 func journalExists(dir string) bool {
 	m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
 	return len(m) > 0
+}
+
+// addGitSink sets up the hourly commits into the data repository.
+func (d *daemon) addGitSink(ctx context.Context, stream jetstream.Stream) error {
+	g := d.cfg.Git
+	sink, err := gitsink.New(gitsink.Options{Repo: g.Repo, Remote: g.Remote, Interval: g.Interval,
+		StateDir: filepath.Join(d.cfg.DataDir, "git"), Host: d.cfg.Host, Log: d.log.With("component", "git"),
+		DB: gitsink.DBFuncs{
+			ApplyPagesFunc: func(img *os.File, data []byte) error {
+				tx, err := sqlite.DecodeTxn(data)
+				if err != nil {
+					return err
+				}
+				return sqlite.Apply(img, tx)
+			},
+			FinalizeFunc: sqlite.Finalize,
+		}})
+	if err != nil {
+		return fmt.Errorf("git: %w", err)
+	}
+	cons, err := stream.Consumer(ctx, natsbus.ConsumerName(d.cfg.Host, "git"))
+	if err != nil {
+		return fmt.Errorf("nats: consumer git: %w", err)
+	}
+	d.git = sink
+	d.workers = append(d.workers, &sinks.Worker{Sink: sink, Consumer: cons, Interval: 200 * time.Millisecond, MaxBytes: 8 << 20,
+		Log: d.log.With("component", "sink", "sink", "git"), StartAfter: sink.AppliedSeq()})
+	d.targets = append(d.targets, g.Repo)
+	return nil
 }

@@ -52,6 +52,9 @@ func PrintStatus(ctx context.Context, cfg *config.Config, asJSON bool, out io.Wr
 	for _, sk := range s.Sinks {
 		fmt.Fprintf(tw, "%s\t%d records\t%s\t%d\t%.1fs\t%s\n", sk.Name, sk.BacklogRecords, ago(sk.LastSuccess), sk.Errors, sk.LossWindowSeconds, sk.Target)
 	}
+	if s.Git != nil {
+		fmt.Fprintf(tw, "\ngit: last commit %s at %s, pushed %v %s\n", s.Git.LastCommit, ago(s.Git.LastCommitTime), s.Git.Pushed, s.Git.PushError)
+	}
 	if len(s.Drills) > 0 {
 		fmt.Fprintln(tw, "\nDRILL\tLAST RUN\tLAST SUCCESS\tFILES\tWINDOW\tERROR")
 		for _, dr := range s.Drills {

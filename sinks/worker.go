@@ -189,6 +189,14 @@ func (w *Worker) add(b *batch, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
+	if w.StartAfter == 0 && w.expect == 1 && w.stored.Load() == 0 && len(recs) > 0 {
+		// A sink with no history starts with the oldest record the stream still has.
+		w.expect = recs[0].Seq
+		for _, r := range recs {
+			w.expect = min(w.expect, r.Seq)
+		}
+		w.stored.Store(w.expect - 1)
+	}
 	var maxSeq uint64
 	for _, r := range recs {
 		maxSeq = max(maxSeq, r.Seq)

@@ -345,3 +345,11 @@ func (s *Sink) tick() {
 		s.log.Warn("timed commit failed; retrying", "boundary", b, "err", err)
 	}
 }
+
+// AppliedSeq is the newest sequence number applied to the mirror: the worker feeding the
+// sink starts after it.
+func (s *Sink) AppliedSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.Seq
+}
