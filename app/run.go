@@ -37,6 +37,9 @@ type RunOptions struct {
 	// DrainTimeout bounds how long shutdown waits for the publisher and sinks to store
 	// what the journal holds; records left over stay in the journal for the next start.
 	DrainTimeout time.Duration
+	// NoSinks runs no sink in this process (they run as `mmreplicate sink` elsewhere):
+	// the daemon watches, journals and publishes only.
+	NoSinks bool
 }
 
 // daemon is one running `mmreplicate run`.
@@ -143,7 +146,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		names = append(names, "git")
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	stream, err := setupWithRetry(setupCtx, js, cfg, names, d.log)
+	stream, err := natsbus.SetupWithRetry(setupCtx, nc, js, cfg.Host, cfg.NATS.MaxBytes, names, d.log)
 	cancel()
 	if err != nil {
 		return err
@@ -156,30 +159,18 @@ func Run(ctx context.Context, o RunOptions) error {
 		}
 	}
 	for i, t := range cfg.S3 {
-		cons, err := stream.Consumer(ctx, natsbus.ConsumerName(cfg.Host, names[i]))
-		if err != nil {
-			return fmt.Errorf("nats: consumer %s: %w", names[i], err)
+		d.targets = append(d.targets, stores[i].String())
+		if o.NoSinks {
+			continue
 		}
-		sink := &s3sink.Sink{Store: stores[i], Host: cfg.Host, Target: t.Name, ManifestEvery: t.ManifestInterval,
-			Log: d.log.With("component", "sink", "sink", names[i])}
-		w := &sinks.Worker{Sink: sink, Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes),
-			Log: d.log.With("component", "sink", "sink", names[i]), StartAfter: startAfter[i]}
-		if down[i] {
-			w.Prepare = func(ctx context.Context) (uint64, error) {
-				seq, _, err := lastStored(ctx, sink.Store, cfg.Host)
-				if err == nil {
-					err = sink.Open(ctx)
-				}
-				return seq, err
-			}
-		} else if err := sink.Open(ctx); err != nil {
+		w, sink, err := s3Worker(ctx, cfg, stream, t, stores[i], startAfter[i], down[i], d.log)
+		if err != nil {
 			return err
 		}
 		d.s3sinks = append(d.s3sinks, sink)
 		d.workers = append(d.workers, w)
-		d.targets = append(d.targets, stores[i].String())
 	}
-	if cfg.Git != nil {
+	if cfg.Git != nil && !o.NoSinks {
 		if err := d.addGitSink(ctx, stream); err != nil {
 			return err
 		}
@@ -367,25 +358,6 @@ func (d *daemon) connect() (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
-// setupWithRetry creates the stream and consumers, waiting for an external server that is
-// not up yet.
-func setupWithRetry(ctx context.Context, js jetstream.JetStream, cfg *config.Config, names []string, log *slog.Logger) (jetstream.Stream, error) {
-	for {
-		st, err := natsbus.Setup(ctx, js, cfg.Host, cfg.NATS.MaxBytes, names)
-		if err == nil {
-			return st, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (is nats.url %q reachable?)", err, cfg.NATS.URL)
-		}
-		log.Warn("nats not ready; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-}
-
 // lockDataDir keeps a second daemon off the same journal.
 func lockDataDir(dir string) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o640)
@@ -500,4 +472,37 @@ func (d *daemon) addGitSink(ctx context.Context, stream jetstream.Stream) error 
 		Log: d.log.With("component", "sink", "sink", "git"), StartAfter: sink.AppliedSeq()})
 	d.targets = append(d.targets, g.Repo)
 	return nil
+}
+
+// s3Worker builds the sink and worker of one S3 target. A target that did not answer
+// (down) gets its starting point once it does.
+func s3Worker(ctx context.Context, cfg *config.Config, stream jetstream.Stream, t config.S3Target, store objstore.Store,
+	startAfter uint64, down bool, log *slog.Logger) (*sinks.Worker, *s3sink.Sink, error) {
+	name := "s3-" + t.Name
+	cons, err := stream.Consumer(ctx, natsbus.ConsumerName(cfg.Host, name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats: consumer %s: %w", name, err)
+	}
+	log = log.With("component", "sink", "sink", name)
+	sink := &s3sink.Sink{Store: store, Host: cfg.Host, Target: t.Name, ManifestEvery: t.ManifestInterval, Log: log}
+	w := &sinks.Worker{Sink: sink, Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes), Log: log, StartAfter: startAfter}
+	w.Resync = func(ctx context.Context) (uint64, error) {
+		seq, _, err := lastStored(ctx, store, cfg.Host)
+		if err == nil && seq >= w.StoredSeq()+1 {
+			err = sink.Open(ctx) // the index too: another worker wrote segments
+		}
+		return seq, err
+	}
+	if down {
+		w.Prepare = func(ctx context.Context) (uint64, error) {
+			seq, _, err := lastStored(ctx, store, cfg.Host)
+			if err == nil {
+				err = sink.Open(ctx)
+			}
+			return seq, err
+		}
+	} else if err := sink.Open(ctx); err != nil {
+		return nil, nil, err
+	}
+	return w, sink, nil
 }

@@ -74,6 +74,11 @@ type Journal struct {
 func Open(dir string, opts Options) (*Journal, error) {
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = DefaultSegmentBytes
+		// A cap must span several segments, or the one active segment could never be
+		// released and a full journal would stay full.
+		if opts.MaxBytes > 0 {
+			opts.SegmentBytes = max(min(DefaultSegmentBytes, opts.MaxBytes/8), 4096)
+		}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -346,6 +351,12 @@ func (j *Journal) Dir() string { return j.dir }
 func (j *Journal) Release(seq uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	// The active segment too, once every record in it is released: start a fresh one.
+	if !j.closed && len(j.segs) > 0 && j.nextSeq <= seq && j.segs[len(j.segs)-1].size > int64(len(segMagic)) {
+		if err := j.roll(); err != nil {
+			return err
+		}
+	}
 	for len(j.segs) > 1 && j.segs[1].first <= seq {
 		if err := os.Remove(j.segs[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("journal: release: %w", err)

@@ -237,9 +237,19 @@ func TestJournalFull(t *testing.T) {
 		t.Fatalf("want ErrFull, got %v", err)
 	}
 	n := j.LastSeq()
-	j.Release(n + 1)
 	if got := readAll(t, j, 1); uint64(len(got)) != n {
-		t.Fatalf("records after full: %d, want %d", len(got), n)
+		t.Fatalf("records while full: %d, want %d", len(got), n)
+	}
+	// Once consumers are done with everything, space comes back, even from the active
+	// segment.
+	if err := j.Release(n + 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append([]Record{rec("f", "after\n", 0)}); err != nil {
+		t.Fatalf("append after release: %v", err)
+	}
+	if got := readAll(t, j, n+1); len(got) != 1 || string(got[0].Data) != "after\n" {
+		t.Fatalf("after release: %+v", got)
 	}
 }
 

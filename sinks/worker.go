@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/journal/natsbus"
 )
 
 // Worker feeds one Sink from one durable consumer.
@@ -34,6 +35,10 @@ type Worker struct {
 	// Prepare, when set, runs first and is retried until it succeeds: it finds the
 	// store's StartAfter for a target that did not answer when the daemon started.
 	Prepare func(ctx context.Context) (uint64, error)
+	// Resync, when set, is asked for the store's highest stored sequence number when
+	// records wait behind a gap for a while: another worker (before a failover) may have
+	// stored them, and then the wait is over.
+	Resync func(ctx context.Context) (uint64, error)
 
 	stored    atomic.Uint64 // highest sequence number stored
 	lastFlush atomic.Int64  // unix nanos of the last successful write
@@ -114,7 +119,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case in <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(1024), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(1024), jetstream.PullPriorityGroup(natsbus.PriorityGroup), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			w.Log.Debug("consume", "err", err)
 		}
@@ -129,6 +134,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var lastFlush time.Time
 	keepAlive := time.NewTicker(20 * time.Second)
 	defer keepAlive.Stop()
+	gapCheck := time.NewTicker(time.Second)
+	defer gapCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -137,6 +144,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			// Held messages must not be redelivered while they wait behind a gap.
 			for _, h := range w.held {
 				_ = h.msg.InProgress()
+			}
+		case <-gapCheck.C:
+			if _, since, gap := w.Gap(); gap && w.Resync != nil && time.Since(since) > 2*time.Second {
+				w.resync(ctx, &b)
+				if len(b.recs) > 0 && !w.flush(ctx, &b) {
+					return nil
+				}
 			}
 		case m := <-in:
 			w.add(&b, m)
@@ -226,6 +240,40 @@ func (w *Worker) add(b *batch, m jetstream.Msg) {
 	} else {
 		w.gapSince.Store(0)
 	}
+}
+
+// resync moves past a gap that the store shows is already filled.
+func (w *Worker) resync(ctx context.Context, b *batch) {
+	if len(b.recs) > 0 {
+		return // what the batch holds goes first
+	}
+	seq, err := w.Resync(ctx)
+	if err != nil || seq < w.expect {
+		return
+	}
+	w.Log.Info("records behind the gap were stored by another worker; moving on", "stored_seq", seq)
+	for s := range w.ahead {
+		if s <= seq {
+			delete(w.ahead, s)
+			w.pending.Add(-1)
+		}
+	}
+	w.stored.Store(seq)
+	w.expect = seq + 1
+	for {
+		r, ok := w.ahead[w.expect]
+		if !ok {
+			break
+		}
+		delete(w.ahead, w.expect)
+		w.expect++
+		b.recs = append(b.recs, r)
+		b.bytes += len(r.Data)
+	}
+	if len(w.ahead) == 0 {
+		w.gapSince.Store(0)
+	}
+	w.ackStored()
 }
 
 // flush writes the batch with retries until it succeeds or ctx ends, then acks the

@@ -63,7 +63,7 @@ func TestWorkerStoresInOrderWithoutGaps(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	st, err := natsbus.Setup(ctx, js, "h", 1<<20, []string{"mem"})
+	st, err := natsbus.Setup(ctx, js, "h", 1<<20, 1, []string{"mem"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ commands:
   run             the daemon: watch, journal, publish, upload
   restore         rebuild files as they were at a time: --at TIME --to DIR
   status          what the running daemon is doing (--json)
+  sink s3|git     run sink workers alone against an external NATS (scale-out)
   verify          read the store back: checksums, gaps, missing blobs, recoverable window
   serve-s3        read-only S3 endpoint to browse any time with S3 clients: --listen ADDR
   check-config    validate the config file
@@ -155,7 +156,8 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		fmt.Fprintf(stdout, "config %s is valid: host %s, %d sources, %d S3 targets\n", cfg.Path, cfg.Host, len(cfg.Sources), len(cfg.S3))
 		return nil
 	case "run":
-		f := newFlags("run", "run [--config FILE]", stderr)
+		f := newFlags("run", "run [--config FILE] [--no-sinks]", stderr)
+		noSinks := f.Bool("no-sinks", false, "watch, journal and publish only; sinks run as `mmreplicate sink` elsewhere (needs nats.url)")
 		if err := f.parse(args); err != nil {
 			return err
 		}
@@ -163,7 +165,29 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		if err != nil {
 			return err
 		}
-		return app.Run(ctx, app.RunOptions{Config: cfg, Log: f.logger(stderr), Out: stdout})
+		if *noSinks && cfg.NATS.URL == "" {
+			return exitError{2, errors.New("--no-sinks needs nats.url: with the embedded NATS nothing else could read the records")}
+		}
+		return app.Run(ctx, app.RunOptions{Config: cfg, Log: f.logger(stderr), Out: stdout, NoSinks: *noSinks})
+	case "sink":
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return exitError{2, errors.New("which sink? use `mmreplicate sink s3` or `mmreplicate sink git`")}
+		}
+		kind := args[0]
+		f := newFlags("sink "+kind, "sink s3|git [--host NAME]... [--target NAME]", stderr)
+		var hosts multi
+		o := app.SinkOptions{Kind: kind, Out: stdout}
+		f.Var(&hosts, "host", "serve this host's stream (repeatable; default: the config's host)")
+		f.StringVar(&o.Target, "target", "", "s3: only this target (default: every target)")
+		if err := f.parse(args[1:]); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return err
+		}
+		o.Config, o.Hosts, o.Log = cfg, hosts, f.logger(stderr)
+		return app.RunSink(ctx, o)
 	case "restore":
 		return restoreCmd(ctx, args, stdout, stderr)
 	case "serve-s3":

@@ -108,24 +108,33 @@ func StreamConfig(host string, maxBytes int64, replicas int) jetstream.StreamCon
 	}
 }
 
+// PriorityGroup is the consumers' priority group: with the pinned policy, the server
+// delivers a consumer's messages to one worker at a time and moves them to a standby
+// worker when the pinned one stops pulling for PinnedTTL. Several `mmreplicate sink`
+// processes can thus serve one host without ever interleaving its records.
+const PriorityGroup = "sinks"
+
 // ConsumerConfig is a sink's durable pull consumer. AckWait covers an upload with retries;
-// workers also send in-progress acks while they retry.
+// workers also send in-progress acks while they retry or wait.
 func ConsumerConfig(host, sink string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       ConsumerName(host, sink),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       60 * time.Second,
-		MaxAckPending: 20000,
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Durable:        ConsumerName(host, sink),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        60 * time.Second,
+		MaxAckPending:  20000,
+		MaxDeliver:     -1,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{PriorityGroup},
+		PinnedTTL:      15 * time.Second,
 	}
 }
 
 // Setup creates or updates the host's stream and the durable consumers of sinks, which
 // must exist before the first publish: with interest retention a message no consumer is
 // interested in is dropped at once.
-func Setup(ctx context.Context, js jetstream.JetStream, host string, maxBytes int64, sinks []string) (jetstream.Stream, error) {
-	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(host, maxBytes, 1))
+func Setup(ctx context.Context, js jetstream.JetStream, host string, maxBytes int64, replicas int, sinks []string) (jetstream.Stream, error) {
+	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(host, maxBytes, replicas))
 	if err != nil {
 		return nil, fmt.Errorf("nats: stream %s: %w", StreamName(host), err)
 	}
@@ -152,4 +161,31 @@ func redact(url string) string {
 		}
 	}
 	return url
+}
+
+// Replicas is how many copies the stream keeps: three on a cluster of three or more
+// servers, so that losing one loses nothing; one on a single server.
+func Replicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() != "" && len(nc.Servers()) >= 3 {
+		return 3
+	}
+	return 1
+}
+
+// SetupWithRetry is Setup, waiting (until ctx ends) for a server that is not up yet.
+func SetupWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, host string, maxBytes int64, sinks []string, log *slog.Logger) (jetstream.Stream, error) {
+	for {
+		st, err := Setup(ctx, js, host, maxBytes, Replicas(nc), sinks)
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (is nats.url reachable?)", err)
+		}
+		log.Warn("nats not ready; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -69,6 +69,10 @@ type Store struct {
 var _ objstore.Store = (*Store)(nil)
 
 // New builds the client. It does not contact the server; call Check for that.
+// responseTimeout bounds the wait for a response once a request is sent: long enough for
+// a large PUT's body to be taken in on a slow link, short enough to notice a stalled server.
+const responseTimeout = 60 * time.Second
+
 func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Bucket == "" {
 		return nil, errors.New("s3 store: no bucket")
@@ -86,6 +90,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		// add a custom CA bundle (AWS_CA_BUNDLE) to.
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 			tr.MaxIdleConnsPerHost = maxIdlePerHost
+			// A server that accepts a request and then stalls must fail the attempt, so
+			// the caller retries and its status shows the trouble instead of hanging.
+			tr.ResponseHeaderTimeout = responseTimeout
 		})),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
