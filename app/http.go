@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mmreplicate/mmreplicate/redact"
 )
 
 // Version, Commit and BuildDate are stamped at build time with -ldflags -X.
@@ -139,6 +141,8 @@ var (
 	mGitCommit     = prometheus.NewDesc("mmreplicate_git_last_commit_timestamp_seconds", "Boundary time of the git sink's last commit.", nil, nil)
 	mGitPushed     = prometheus.NewDesc("mmreplicate_git_pushed", "1 when the last commit has reached the remote.", nil, nil)
 	mGitCommits    = prometheus.NewDesc("mmreplicate_git_commits_total", "Commits made by the git sink.", nil, nil)
+	mSecrets       = prometheus.NewDesc("mmreplicate_secrets_redacted_total", "Secrets masked before replication, per rule.", []string{"rule"}, nil)
+	mWithheld      = prometheus.NewDesc("mmreplicate_files_withheld_total", "Files kept out because they hold a secret (secrets.action: withhold).", nil, nil)
 	mDBRebases     = prometheus.NewDesc("mmreplicate_sqlite_rebases_total", "New SQLite base images taken because WAL continuity was lost (a checkpoint restarted the WAL before its frames were read).", nil, nil)
 )
 
@@ -171,6 +175,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mSkipped, float64(s.Skipped))
 	cnt(mCaptureErrors, float64(s.CaptureErr))
 	cnt(mDBRebases, float64(s.DBRebases))
+	bySecret, withheld := c.d.watcher().Secrets()
+	for _, rule := range redact.Rules() {
+		cnt(mSecrets, float64(bySecret[rule]), rule)
+	}
+	cnt(mWithheld, float64(withheld))
 	c.d.drills.collect(ch)
 	if s.Git != nil {
 		g(mGitCommit, unix(s.Git.LastCommitTime))

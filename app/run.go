@@ -377,7 +377,8 @@ func lockDataDir(dir string) (func(), error) {
 // newWatcher prepares the watcher of sources (at start and on reload).
 func (d *daemon) newWatcher(sources []config.Source) error {
 	w, err := watcher.New(watcher.Options{Sources: sources, Journal: d.j,
-		StateFile: filepath.Join(d.cfg.DataDir, "watch-state.json"), Ignore: []string{d.cfg.DataDir}, Log: d.log})
+		StateFile: filepath.Join(d.cfg.DataDir, "watch-state.json"), Ignore: []string{d.cfg.DataDir}, Log: d.log,
+		Secrets: d.cfg.Secrets.Action})
 	if err != nil {
 		return err
 	}

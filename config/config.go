@@ -85,7 +85,8 @@ type Config struct {
 	ServeS3    ServeS3     // credentials serve-s3 requires from its clients
 	HTTP       HTTP        // /metrics, /healthz, /status
 	Journal    Journal
-	Drill      Drill // local append-only journal limits
+	Drill      Drill
+	Secrets    Secrets // local append-only journal limits
 
 	// lines maps a key path ("sources[1].path") to its line in the file, so
 	// checks made after parsing (CheckSources) can still point at the line.
@@ -133,6 +134,23 @@ type Encryption struct {
 	Recipients   []string // age public keys; at least one
 	IdentityFile string   // private key restore needs; optional for run; absolute
 }
+
+// Secrets says what happens to content that holds a secret (API keys, tokens, private
+// keys, password assignments) before it is journaled, uploaded or committed.
+type Secrets struct {
+	// Action (key action): "redact" (default) masks each secret with '*' of the same
+	// length; "withhold" keeps whole files with a secret out entirely (append-only files
+	// are still redacted, since dropping lines would break their offsets); "off" ships
+	// content as it is.
+	Action string
+}
+
+// Secrets actions.
+const (
+	SecretsRedact   = "redact"
+	SecretsWithhold = "withhold"
+	SecretsOff      = "off"
+)
 
 // Drill configures the daemon's automatic restore drills: every Interval it restores a
 // random recent instant from each S3 target into a temporary folder and checks every file

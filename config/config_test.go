@@ -101,6 +101,7 @@ func TestSpecExample(t *testing.T) {
 		HTTP:       HTTP{Listen: "127.0.0.1:9108"},
 		Journal:    Journal{MaxBytes: 10 << 30, SyncInterval: 2 * time.Millisecond},
 		Drill:      Drill{Interval: 24 * time.Hour, Enabled: true},
+		Secrets:    Secrets{Action: "redact"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", *got, *want)

@@ -72,6 +72,7 @@ func (d *decoder) decode(data []byte) (*Config, error) {
 		HTTP:    HTTP{Listen: DefaultHTTPListen},
 		Journal: Journal{MaxBytes: DefaultJournalMaxBytes, SyncInterval: DefaultJournalSyncInterval},
 		Drill:   Drill{Interval: DefaultDrillInterval, Enabled: true},
+		Secrets: Secrets{Action: SecretsRedact},
 	}
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
 		if err := d.top(c, doc.Content[0]); err != nil {
@@ -128,6 +129,9 @@ func (d *decoder) top(c *Config, n *yaml.Node) error {
 		},
 		"http": func(k string, v *yaml.Node) error {
 			return d.mapping(k, v, fields{"listen": d.str(&c.HTTP.Listen)})
+		},
+		"secrets": func(k string, v *yaml.Node) error {
+			return d.mapping(k, v, fields{"action": d.str(&c.Secrets.Action)})
 		},
 		"drill": func(k string, v *yaml.Node) error {
 			return d.mapping(k, v, fields{

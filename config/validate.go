@@ -45,6 +45,13 @@ func (d *decoder) validate(c *Config) error {
 	if err := d.validateS3(c); err != nil {
 		return err
 	}
+	switch c.Secrets.Action {
+	case "":
+		c.Secrets.Action = SecretsRedact
+	case SecretsRedact, SecretsWithhold, SecretsOff:
+	default:
+		return d.errAt("secrets.action", "%q is not one of redact, withhold, off", c.Secrets.Action)
+	}
 	if e := c.Encryption; e != nil {
 		if len(e.Recipients) == 0 {
 			return d.errAt("encryption.recipients", "needs at least one age public key (age1…); omit encryption to store objects unencrypted")

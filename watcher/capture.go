@@ -11,6 +11,7 @@ import (
 
 	"github.com/restic/chunker"
 
+	"github.com/mmreplicate/mmreplicate/config"
 	"github.com/mmreplicate/mmreplicate/journal"
 )
 
@@ -46,7 +47,7 @@ func identity(fi os.FileInfo) (dev, ino uint64) {
 }
 
 // captureAppend reads the new complete lines of an append-only file.
-func captureAppend(source, rel, abs string, prev *fileState) (change, error) {
+func (w *Watcher) captureAppend(source, rel, abs string, prev *fileState) (change, error) {
 	ch := change{key: source + "/" + rel}
 	f, err := os.Open(abs)
 	if err != nil {
@@ -87,6 +88,8 @@ func captureAppend(source, rel, abs string, prev *fileState) (change, error) {
 	if _, err := f.ReadAt(data, from); err != nil && !errors.Is(err, io.EOF) {
 		return ch, err
 	}
+	// Secrets are masked with bytes of the same length, so offsets stay the file's own.
+	data, _ = w.scrub(ch.key, data)
 	ch.recs = splitData(source, rel, from, mode, data)
 	st := &fileState{Kind: "append", Dev: dev, Ino: ino, Offset: end, Mode: mode}
 	if st.Head, st.Tail, err = probes(f, end); err != nil {
@@ -208,7 +211,22 @@ func (w *Watcher) chunkFile(abs string, early chunkSink) ([]journal.ChunkRef, []
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, nil, [32]byte{}, err
 	}
-	c := chunker.NewWithBoundaries(f, chunkPol, chunkMin, chunkMax)
+	var src io.Reader = f
+	if w.scanner != nil {
+		if fi, err := f.Stat(); err == nil && fi.Size() <= scanLimit {
+			// Whole files are scanned whole, so no secret hides across a chunk boundary.
+			data, err := io.ReadAll(f)
+			if err != nil {
+				return nil, nil, [32]byte{}, err
+			}
+			clean, hits := w.scrub(abs, data)
+			if hits > 0 && w.o.Secrets == config.SecretsWithhold {
+				return nil, nil, [32]byte{}, errWithheld
+			}
+			src = bytes.NewReader(clean)
+		}
+	}
+	c := chunker.NewWithBoundaries(src, chunkPol, chunkMin, chunkMax)
 	c.SetAverageBits(chunkAvgBits)
 	buf := make([]byte, chunkMax)
 	var refs []journal.ChunkRef
@@ -241,6 +259,33 @@ func (w *Watcher) chunkFile(abs string, early chunkSink) ([]journal.ChunkRef, []
 	var sum [32]byte
 	copy(sum[:], list.Sum(nil))
 	return refs, recs, sum, nil
+}
+
+// scanLimit is the largest whole file scanned for secrets; larger files (media, models,
+// archives) are shipped as they are.
+const scanLimit = 64 << 20
+
+// errWithheld reports a file kept out because it holds a secret (secrets.action: withhold).
+var errWithheld = errors.New("withheld: holds a secret")
+
+// scrub masks the secrets in data, counting them per rule and logging the path and rule
+// (never the secret), and returns the clean bytes (data itself when there is none) and
+// the number of secrets found.
+func (w *Watcher) scrub(what string, data []byte) ([]byte, int) {
+	if w.scanner == nil || len(data) == 0 {
+		return data, 0
+	}
+	clean, hits := w.scanner.Redact(data)
+	if len(hits) == 0 {
+		return data, 0
+	}
+	w.secretsMu.Lock()
+	for _, h := range hits {
+		w.secrets[h.Rule]++
+	}
+	w.secretsMu.Unlock()
+	w.log.Warn("secret redacted before replication", "path", what, "rule", hits[0].Rule, "count", len(hits))
+	return clean, len(hits)
 }
 
 // errSQLite reports a SQLite database met by whole-file capture.

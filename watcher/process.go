@@ -85,7 +85,7 @@ func (w *Watcher) capture(p *pending) (change, error) {
 		case isDB(s.Kind, abs):
 			ch, err = w.captureDB(s.Name, p.rel, abs, fi, prev)
 		case kindOf(s, p.rel) == "append":
-			ch, err = captureAppend(s.Name, p.rel, abs, prev)
+			ch, err = w.captureAppend(s.Name, p.rel, abs, prev)
 		default:
 			ch, err = w.captureWhole(s.Name, p.rel, abs, prev, w.journalChunks)
 		}
@@ -103,7 +103,9 @@ func (w *Watcher) capture(p *pending) (change, error) {
 		delete(w.dbs, key)
 		return change{key: key, recs: []journal.Record{{Op: journal.OpDelete, Source: s.Name, Path: p.rel}}}, nil
 	default:
-		if errors.Is(err, errSkip) || errors.Is(err, errSQLite) {
+		if errors.Is(err, errWithheld) {
+			w.withheld.Add(1)
+		} else if errors.Is(err, errSkip) || errors.Is(err, errSQLite) {
 			w.skipped.Add(1)
 		} else {
 			w.errs.Add(1)

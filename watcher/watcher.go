@@ -22,6 +22,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/config"
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/redact"
 )
 
 // Append-only files are read almost at once: only complete lines travel, so reading a
@@ -41,7 +42,9 @@ type Options struct {
 	Debounce     time.Duration // quiet time before a changed file is read; default 100ms
 	MaxDelay     time.Duration // read a file that keeps changing at least this often; default 1s
 	ScanInterval time.Duration // reconcile scan period; default 3s
-	Log          *slog.Logger
+	// Secrets is config.Secrets.Action: redact (default), withhold or off.
+	Secrets string
+	Log     *slog.Logger
 }
 
 // SourceStats is what status shows per source.
@@ -73,6 +76,10 @@ type Watcher struct {
 	sent      map[[32]byte]struct{} // chunks journaled in this run
 	dbs       map[string]*dbTrack   // SQLite databases followed through their WAL
 	dbGaps    atomic.Uint64         // WAL continuity lost: a new base image was needed
+	scanner   *redact.Scanner       // nil when secrets are shipped as they are
+	secretsMu sync.Mutex
+	secrets   map[string]uint64 // redactions per rule
+	withheld  atomic.Uint64
 }
 
 type pending struct {
@@ -103,7 +110,10 @@ func New(o Options) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{o: o, log: o.Log.With("component", "watcher"), files: files, dirty: map[string]*pending{},
-		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}, sent: map[[32]byte]struct{}{}, dbs: map[string]*dbTrack{}}
+		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}, sent: map[[32]byte]struct{}{}, dbs: map[string]*dbTrack{}, secrets: map[string]uint64{}}
+	if o.Secrets != config.SecretsOff {
+		w.scanner = redact.New()
+	}
 	for _, s := range o.Sources {
 		w.roots[s.Name] = s
 	}
@@ -124,6 +134,17 @@ func (w *Watcher) Stats() []SourceStats {
 // Counters returns inotify overflows, skipped files and capture errors so far.
 func (w *Watcher) Counters() (overflows, skipped, errs uint64) {
 	return w.overflows.Load(), w.skipped.Load(), w.errs.Load()
+}
+
+// Secrets returns how many secrets each rule redacted, and how many files were withheld.
+func (w *Watcher) Secrets() (map[string]uint64, uint64) {
+	w.secretsMu.Lock()
+	defer w.secretsMu.Unlock()
+	out := make(map[string]uint64, len(w.secrets))
+	for k, v := range w.secrets {
+		out[k] = v
+	}
+	return out, w.withheld.Load()
 }
 
 // DBRebases counts the times a database's WAL could not be followed continuously (a
