@@ -46,6 +46,7 @@ test-integration: tools build
 
 test: tools lint build
 	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 FUZZTIME ?= 10s
 fuzz:
