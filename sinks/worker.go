@@ -223,16 +223,7 @@ func (w *Worker) add(b *batch, m jetstream.Msg) {
 		}
 	}
 	w.held = append(w.held, heldMsg{msg: m, maxSeq: maxSeq})
-	for {
-		r, ok := w.ahead[w.expect]
-		if !ok {
-			break
-		}
-		delete(w.ahead, w.expect)
-		w.expect++
-		b.recs = append(b.recs, r)
-		b.bytes += len(r.Data)
-	}
+	w.advance(b)
 	if len(w.ahead) > 0 {
 		if w.gapSince.Load() == 0 {
 			w.gapSince.Store(time.Now().UnixNano())
@@ -260,20 +251,25 @@ func (w *Worker) resync(ctx context.Context, b *batch) {
 	}
 	w.stored.Store(seq)
 	w.expect = seq + 1
+	w.advance(b)
+	if len(w.ahead) == 0 {
+		w.gapSince.Store(0)
+	}
+	w.ackStored()
+}
+
+// advance moves the records that are next in sequence from w.ahead into the batch.
+func (w *Worker) advance(b *batch) {
 	for {
 		r, ok := w.ahead[w.expect]
 		if !ok {
-			break
+			return
 		}
 		delete(w.ahead, w.expect)
 		w.expect++
 		b.recs = append(b.recs, r)
 		b.bytes += len(r.Data)
 	}
-	if len(w.ahead) == 0 {
-		w.gapSince.Store(0)
-	}
-	w.ackStored()
 }
 
 // flush writes the batch with retries until it succeeds or ctx ends, then acks the

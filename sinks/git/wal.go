@@ -222,30 +222,9 @@ func (s *Sink) scanChunks() (map[string]bool, error) {
 	return out, nil
 }
 
-// writeFileAtomic replaces path with b durably: a synced temporary file renamed over it,
-// then the folder synced.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return fsyncPath(filepath.Dir(path))
-}
+// writeFileAtomic replaces path with b durably (the journal's temp, fsync, rename, fsync
+// folder sequence).
+func writeFileAtomic(path string, b []byte) error { return journal.WriteFileAtomic(path, b) }
 
 // fsyncPath syncs a file or a folder.
 func fsyncPath(p string) error {
