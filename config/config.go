@@ -230,6 +230,12 @@ func Parse(data []byte, path string) (*Config, error) {
 	d := &decoder{file: path, lines: map[string]int{}}
 	c, err := d.decode(data)
 	if err != nil {
+		if e, ok := err.(*Error); ok && strings.Contains(e.Msg, "still holds the placeholder") {
+			if all := placeholderLines(data); len(all) > 1 {
+				// A template fresh from install: name every value still to fill in.
+				e.Msg += fmt.Sprintf("; %d placeholders in all: %s", len(all), strings.Join(all, ", "))
+			}
+		}
 		return nil, err
 	}
 	c.Path = path
@@ -357,4 +363,23 @@ func (e *Error) Unwrap() []error {
 		return []error{ErrInvalid}
 	}
 	return []error{ErrInvalid, e.Err}
+}
+
+// placeholderLines lists every <<REPLACE_WITH_…>> marker outside comments, with its line.
+func placeholderLines(data []byte) []string {
+	var out []string
+	for i, line := range strings.Split(string(data), "\n") {
+		if j := strings.Index(line, "#"); j >= 0 && !strings.Contains(line[:j], placeholderMark) {
+			line = line[:j]
+		}
+		for rest := line; ; {
+			p := placeholder(rest)
+			if p == "" {
+				break
+			}
+			out = append(out, fmt.Sprintf("%s (line %d)", p, i+1))
+			rest = rest[strings.Index(rest, p)+len(p):]
+		}
+	}
+	return out
 }

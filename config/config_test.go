@@ -489,3 +489,20 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryPlaceholderNamed(t *testing.T) {
+	p := write(t, "host: <<REPLACE_WITH_HOST>>\n# a comment naming <<REPLACE_WITH_NOTHING>> is fine\nsources:\n  - name: s\n    path: /tmp\nserve_s3:\n  access_key_id: <<REPLACE_WITH_KEY>>\n  secret_access_key: <<REPLACE_WITH_SECRET>>\n")
+	_, err := Load(p)
+	if err == nil {
+		t.Fatal("placeholders accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{"3 placeholders in all", "<<REPLACE_WITH_HOST>> (line 1)", "<<REPLACE_WITH_KEY>> (line 7)", "<<REPLACE_WITH_SECRET>> (line 8)"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "NOTHING") || strings.Contains(msg, "\n") {
+		t.Errorf("comment counted or several lines: %q", msg)
+	}
+}

@@ -1,15 +1,21 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mmreplicate/mmreplicate/internal/testenv"
 )
 
 // TestReloadSourcesOnSIGHUP: a source added to the config is watched after SIGHUP, and
@@ -111,4 +117,56 @@ func TestRestoreInPlace(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(h.dir, ".mmreplicate-restore-*")); len(m) != 0 {
 		t.Fatalf("staging left behind: %v", m)
 	}
+}
+
+// TestStatusFollowsAnOutage: /metrics and `status --json` show the backlog, the last
+// success and the loss window growing while S3 is down, and recovering when it is back.
+func TestStatusFollowsAnOutage(t *testing.T) {
+	s3 := testenv.StartS3(t)
+	h := newHost(t, hostOpts{s3: s3})
+	d := h.start()
+	h.appendLine("a.jsonl", "{\"n\":0}\n")
+	h.waitStored(h.sourceState(), 20*time.Second)
+	status := func() map[string]any {
+		code, out, errs := mmr(t, "status", "--config", h.config, "--json")
+		if code != 0 {
+			t.Fatalf("status: %d %s", code, errs)
+		}
+		var s map[string]any
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatal(err)
+		}
+		return s["sinks"].([]any)[0].(map[string]any)
+	}
+	before := status()
+	if before["backlog_records"].(float64) != 0 || before["last_success"] == nil {
+		t.Fatalf("before the outage: %v", before)
+	}
+	s3.Stop()
+	for i := 0; i < 5; i++ {
+		h.appendLine("a.jsonl", fmt.Sprintf("{\"n\":%d}\n", i+1))
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	during := status()
+	if during["backlog_records"].(float64) == 0 || during["loss_window_seconds"].(float64) < 1 || during["last_success"] != before["last_success"] {
+		t.Fatalf("during the outage: %v", during)
+	}
+	resp, err := http.Get("http://" + h.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`mmreplicate_sink_loss_window_seconds\{sink="s3-default"\} [1-9]`).Match(m) ||
+		!regexp.MustCompile(`mmreplicate_sink_backlog_records\{sink="s3-default"\} [1-9]`).Match(m) {
+		t.Fatalf("metrics during the outage:\n%s", m)
+	}
+	s3.Restart(t)
+	h.waitStored(h.sourceState(), 60*time.Second)
+	after := status()
+	if after["backlog_records"].(float64) != 0 || after["loss_window_seconds"].(float64) != 0 || after["last_success"] == before["last_success"] {
+		t.Fatalf("after the outage: %v", after)
+	}
+	d.stop(t)
 }
