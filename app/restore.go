@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/mmreplicate/mmreplicate/config"
 	"github.com/mmreplicate/mmreplicate/restore"
 	"github.com/mmreplicate/mmreplicate/timespec"
+	"github.com/mmreplicate/mmreplicate/watcher"
 )
 
 // RestoreOptions are the flags of `mmreplicate restore`.
@@ -60,7 +62,18 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 		return err
 	}
 	o.Log.Info("restoring", "host", host, "from", name, "store", st.String(), "at", o.At)
-	_, err = restore.Run(ctx, restore.Options{Store: st, Host: host, At: at, Latest: latest, To: o.To, Roots: roots,
+	res, err := restore.Run(ctx, restore.Options{Store: st, Host: host, At: at, Latest: latest, To: o.To, Roots: roots,
 		Sources: o.Sources, Paths: o.Paths, DryRun: o.DryRun, Force: o.Force, Parallel: o.Parallel, Out: o.Out, Progress: o.Progress, Log: o.Log})
+	if o.InPlace && !o.DryRun && res.Files > 0 && host == o.Config.Host {
+		// The first daemon start on this host must not send back what the store holds.
+		n, serr := watcher.Seed(watcher.Options{Sources: o.Config.Sources,
+			StateFile: filepath.Join(o.Config.DataDir, "watch-state.json"), Ignore: []string{o.Config.DataDir},
+			Secrets: o.Config.Secrets.Action, Log: o.Log})
+		if serr != nil {
+			o.Log.Warn("watcher state not seeded: the next start sends the restored files again", "err", serr)
+		} else {
+			fmt.Fprintf(o.Out, "recorded %d restored paths as replicated: the daemon will not send them again\n", n)
+		}
+	}
 	return err
 }

@@ -87,24 +87,31 @@ func TestServiceManagerNotify(t *testing.T) {
 	}
 }
 
-// TestRestoreInPlace: the recovery path of a rebuilt host writes each source back to its
-// own path, and refuses to overwrite a non-empty one without --force.
+// TestRestoreInPlace walks the runbook: a host with data is lost (sources and data dir
+// gone), `restore --at latest --in-place` writes each source back to its own path (and
+// refuses to overwrite a non-empty one without --force), and the daemon started again
+// continues without sending the restored files again.
 func TestRestoreInPlace(t *testing.T) {
 	h := newHost(t, hostOpts{})
+	cfg, _ := os.ReadFile(h.config)
+	// The store outlives the host: keep it outside the data dir.
+	os.WriteFile(h.config, append(cfg, []byte("s3:\n  url: file://"+filepath.Join(h.dir, "bucket")+"\n")...), 0o600)
 	h.appendLine("main/sessions/a.jsonl", "{\"a\":1}\n{\"a\":2}\n")
 	h.appendLine("scout/b.jsonl", "{\"b\":1}\n")
+	os.WriteFile(filepath.Join(h.src, "big.jsonl"), []byte(strings.Repeat("{\"pad\":\"xxxxxxxxxxxxxxxx\"}\n", 50000)), 0o644)
 	d := h.start()
 	want := h.sourceState()
 	h.waitStored(want, 20*time.Second)
 	d.stop(t)
-	code, _, errs := mmr(t, "restore", "--config", h.config, "--at", "latest", "--in-place")
-	if code != 1 || !strings.Contains(errs, "--force") {
+	if code, _, errs := mmr(t, "restore", "--config", h.config, "--at", "latest", "--in-place"); code != 1 || !strings.Contains(errs, "--force") {
 		t.Fatalf("in-place over existing files: exit %d %q", code, errs)
 	}
 	if err := os.RemoveAll(h.src); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errs := mmr(t, "restore", "--config", h.config, "--at", "latest", "--in-place"); code != 0 {
+	os.RemoveAll(h.data) // the host is gone
+	code, out, errs := mmr(t, "restore", "--config", h.config, "--at", "latest", "--in-place")
+	if code != 0 || !strings.Contains(out, "will not send them again") {
 		t.Fatalf("in-place restore: exit %d %s %s", code, out, errs)
 	}
 	got := map[string]string{}
@@ -117,6 +124,23 @@ func TestRestoreInPlace(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(h.dir, ".mmreplicate-restore-*")); len(m) != 0 {
 		t.Fatalf("staging left behind: %v", m)
 	}
+	// The daemon on the rebuilt host journals nothing for the restored files...
+	d = h.start()
+	time.Sleep(1500 * time.Millisecond)
+	var s struct {
+		Journal struct {
+			Bytes int64 `json:"bytes"`
+		} `json:"journal"`
+	}
+	_, js, _ := mmr(t, "status", "--config", h.config, "--json")
+	if err := json.Unmarshal([]byte(js), &s); err != nil || s.Journal.Bytes > 4096 {
+		t.Fatalf("the rebuilt host journaled %d bytes for files the store already has (%v)", s.Journal.Bytes, err)
+	}
+	// ...and picks up new lines after them.
+	h.appendLine("scout/b.jsonl", "{\"b\":2}\n")
+	want = h.sourceState()
+	h.waitStored(want, 20*time.Second)
+	d.stop(t)
 }
 
 // TestStatusFollowsAnOutage: /metrics and `status --json` show the backlog, the last
