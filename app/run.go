@@ -214,6 +214,9 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	if d.cfg.Drill.Enabled {
 		go d.drills.run(sinkCtx, d.cfg.Drill.Interval)
 	}
+	if d.cfg.Retention.KeepAll > 0 {
+		go d.compactLoop(sinkCtx, d.drills.stores, d.drills.names)
+	}
 	ready := make(chan struct{})
 	watchDone := d.startWatcher(watchCtx, func() { close(ready) })
 	select {

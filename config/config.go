@@ -86,6 +86,7 @@ type Config struct {
 	HTTP       HTTP        // /metrics, /healthz, /status
 	Journal    Journal
 	Drill      Drill
+	Retention  Retention
 	Secrets    Secrets // local append-only journal limits
 
 	// lines maps a key path ("sources[1].path") to its line in the file, so
@@ -158,6 +159,16 @@ const (
 type Drill struct {
 	Interval time.Duration // key interval; default 24h
 	Enabled  bool          // key enabled; default true
+}
+
+// Retention thins the S3 history by compaction: every instant of the last KeepAll is
+// kept, then one point per UTC hour for Hourly, then one per UTC day for Daily. KeepAll 0
+// (the default) keeps everything forever.
+type Retention struct {
+	KeepAll   time.Duration // key keep_all
+	Hourly    time.Duration // key hourly
+	Daily     time.Duration // key daily
+	BlobGrace time.Duration // key blob_grace; 0: the compaction default (24h)
 }
 
 // DefaultDrillInterval runs one restore drill a day.

@@ -208,6 +208,11 @@ func TestValid(t *testing.T) {
 		{"git", minimal + "encryption:\n  recipients: age1x\ngit:\n  repo: /r\n  interval: 30m\n  encrypt: true\n",
 			func(c *Config) any { return *c.Git }, Git{Repo: "/r", Interval: 30 * time.Minute, Encrypt: true}},
 		{"emptied sections", minimal + "git:\nencryption:\nnats:\n", func(c *Config) any { return c.Git == nil && c.Encryption == nil }, true},
+		{"retention", minimal + "retention:\n  keep_all: 7d\n  hourly: 36h\n  daily: 30d\n",
+			func(c *Config) any { return c.Retention }, Retention{KeepAll: 7 * 24 * time.Hour, Hourly: 36 * time.Hour, Daily: 30 * 24 * time.Hour}},
+		{"retention off by default", minimal, func(c *Config) any { return c.Retention }, Retention{}},
+		{"retention zero windows", minimal + "retention:\n  keep_all: 48h\n  hourly: 0\n  daily: 0d\n  blob_grace: 2d\n",
+			func(c *Config) any { return c.Retention }, Retention{KeepAll: 48 * time.Hour, BlobGrace: 48 * time.Hour}},
 		{"nats creds absolute", minimal + "nats:\n  url: nats://a:4222\n  creds: /etc/n.creds\n", func(c *Config) any { return c.NATS.Creds }, "/etc/n.creds"},
 	}
 	for _, tt := range tests {
@@ -252,6 +257,9 @@ func TestErrors(t *testing.T) {
 		{"wrong type scalar", "host: [a]\n" + minimal, []string{"host: must be a single value, not a list (line 1)"}},
 		{"wrong type section", minimal + "nats: yes\n", []string{"nats: must be a mapping"}},
 		{"s3 scalar", minimal + "s3: s3://b\n", []string{"s3: must be a mapping (url: …) or a list of them"}},
+		{"retention bad span", minimal + "retention:\n  keep_all: 7days\n", []string{`retention.keep_all: "7days" is not a duration`}},
+		{"retention negative", minimal + "retention:\n  keep_all: 7d\n  daily: -1h\n", []string{"retention.daily: must not be negative"}},
+		{"retention windows without keep_all", minimal + "retention:\n  daily: 30d\n", []string{"retention.keep_all: is required"}},
 
 		// Sources.
 		{"empty file", "", []string{"sources: at least one source is required"}},

@@ -139,6 +139,14 @@ func (d *decoder) top(c *Config, n *yaml.Node) error {
 				"enabled":  d.boolean(&c.Drill.Enabled),
 			})
 		},
+		"retention": func(k string, v *yaml.Node) error {
+			return d.mapping(k, v, fields{
+				"keep_all":   d.span(&c.Retention.KeepAll),
+				"hourly":     d.span(&c.Retention.Hourly),
+				"daily":      d.span(&c.Retention.Daily),
+				"blob_grace": d.span(&c.Retention.BlobGrace),
+			})
+		},
 		"journal": func(k string, v *yaml.Node) error {
 			return d.mapping(k, v, fields{
 				"max_bytes":     d.size(&c.Journal.MaxBytes),
@@ -385,6 +393,34 @@ func (d *decoder) duration(dst *time.Duration) fieldFunc {
 		}
 		if v <= 0 {
 			return d.errAt(key, "must be positive, not %q", s)
+		}
+		*dst = v
+		return nil
+	}
+}
+
+// span decodes a retention length: a Go duration or a whole number of days ("7d"),
+// zero allowed (that window is not kept).
+func (d *decoder) span(dst *time.Duration) fieldFunc {
+	return func(key string, n *yaml.Node) error {
+		s, _, err := d.scalar(key, n)
+		if err != nil || s == "" {
+			return err
+		}
+		var v time.Duration
+		var perr error
+		if days, ok := strings.CutSuffix(s, "d"); ok {
+			var k int64
+			k, perr = strconv.ParseInt(days, 10, 32)
+			v = time.Duration(k) * 24 * time.Hour
+		} else {
+			v, perr = time.ParseDuration(s)
+		}
+		if perr != nil {
+			return d.errAt(key, "%q is not a duration (e.g. 36h, 7d)", s)
+		}
+		if v < 0 {
+			return d.errAt(key, "must not be negative, not %q", s)
 		}
 		*dst = v
 		return nil

@@ -52,6 +52,10 @@ func (d *decoder) validate(c *Config) error {
 	default:
 		return d.errAt("secrets.action", "%q is not one of redact, withhold, off", c.Secrets.Action)
 	}
+	if r := c.Retention; r.KeepAll == 0 && (r.Hourly > 0 || r.Daily > 0) {
+		// Thinning windows start where keep_all ends; without it nothing is thinned.
+		return d.errAt("retention.keep_all", "is required (e.g. 7d) when retention.hourly or retention.daily is set")
+	}
 	if e := c.Encryption; e != nil {
 		if len(e.Recipients) == 0 {
 			return d.errAt("encryption.recipients", "needs at least one age public key (age1…); omit encryption to store objects unencrypted")

@@ -32,15 +32,17 @@ const (
 // ErrCorrupt is returned (wrapped) when a manifest object cannot be read.
 var ErrCorrupt = errors.New("corrupt manifest")
 
-// Entry is the state of one path.
+// Entry is the state of one path. Chunks is a file's content; for an append or db entry
+// it is a base image written by compaction (the content as of the manifest that stored
+// it), which the records from Since on, when Since is set, extend.
 type Entry struct {
 	Kind   string             `json:"k"`
 	Mode   uint32             `json:"m,omitempty"`
 	Size   int64              `json:"s,omitempty"`
 	Time   int64              `json:"t"`           // capture time of its last change (unix nanos)
 	Seq    uint64             `json:"q"`           // sequence number of its last change
-	Since  uint64             `json:"b,omitempty"` // append, db: record that began the current content
-	Chunks []journal.ChunkRef `json:"c,omitempty"` // file
+	Since  uint64             `json:"b,omitempty"` // append, db: first record still needed (0: none)
+	Chunks []journal.ChunkRef `json:"c,omitempty"` // file; append, db: compacted base
 	Target string             `json:"l,omitempty"` // symlink
 }
 
@@ -50,6 +52,12 @@ type Index struct {
 	Seq   uint64            `json:"seq"`
 	Time  int64             `json:"time"`
 	Files map[string]*Entry `json:"files"` // key: source + "/" + path
+	// Compacted marks a manifest written by compaction: every append and db entry holds
+	// its content as chunks, so it needs no segment at all. It stays exact for every
+	// instant from Time up to (not including) Until, the capture time of the next record,
+	// even after the segments holding that record are gone.
+	Compacted bool  `json:"compacted,omitempty"`
+	Until     int64 `json:"until,omitempty"`
 }
 
 // New returns an empty index.
@@ -76,6 +84,8 @@ func (x *Index) Apply(r *journal.Record) {
 	case journal.OpAppend:
 		if e == nil || e.Kind != KindAppend || r.Offset == 0 {
 			e = &Entry{Kind: KindAppend, Since: r.Seq}
+		} else if e.Since == 0 {
+			e.Since = r.Seq // extends a compacted base: records from here on are needed
 		}
 		e.Size = r.End()
 		if r.Mode != 0 {
@@ -91,10 +101,15 @@ func (x *Index) Apply(r *journal.Record) {
 	case journal.OpDBBase:
 		if e == nil || e.Kind != KindDB || r.Offset == 0 {
 			e = &Entry{Kind: KindDB, Since: r.Seq, Mode: r.Mode}
+		} else if e.Since == 0 {
+			e.Since = r.Seq
 		}
 	case journal.OpDBPages:
 		if e == nil || e.Kind != KindDB {
 			return // pages without a base: restore reports the gap
+		}
+		if e.Since == 0 {
+			e.Since = r.Seq // extends a compacted base
 		}
 	}
 	e.Time, e.Seq = r.Time, r.Seq
@@ -104,6 +119,7 @@ func (x *Index) Apply(r *journal.Record) {
 // Clone returns a deep-enough copy (entries are replaced, never mutated in place, except
 // append/db entries, which are copied).
 func (x *Index) Clone() *Index {
+	// A clone is a plain index: once records are applied to it, it is no compacted state.
 	c := &Index{Host: x.Host, Seq: x.Seq, Time: x.Time, Files: make(map[string]*Entry, len(x.Files))}
 	for k, e := range x.Files {
 		cp := *e
@@ -127,7 +143,8 @@ func (x *Index) MinSince() uint64 {
 // Needs reports whether a record at or below x.Seq still carries live content.
 func (x *Index) Needs(r *journal.Record) bool {
 	e := x.Files[Key(r.Source, r.Path)]
-	if e == nil || r.Seq < e.Since {
+	// Since 0 is an entry whose content is all in its chunks (compacted).
+	if e == nil || e.Since == 0 || r.Seq < e.Since {
 		return false
 	}
 	switch r.Op {

@@ -139,6 +139,22 @@ func place(ctx context.Context, o Options, stage string, st *fileState) error {
 		}
 		return nil
 	}
+	if st.pending() {
+		// Compacted content no later record touched: its chunks are the whole file.
+		f, err := os.CreateTemp(stage, "base-*")
+		if err != nil {
+			return fmt.Errorf("%w: %w", errFatal, err)
+		}
+		st.tmp = f.Name()
+		err = assemble(ctx, o.Store, f, st.chunks)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("%w: %w", errFatal, cerr)
+		}
+		if err != nil {
+			os.Remove(st.tmp)
+			return err
+		}
+	}
 	tmp := st.tmp
 	switch st.kind {
 	case manifest.KindFile:

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -82,16 +83,6 @@ func (c *Catalog) Window() (oldest, newest time.Time, ok bool) {
 	return oldest, newest, true
 }
 
-// manifestAt is the newest manifest whose state is at or before at (latest: the newest).
-func (c *Catalog) manifestAt(at time.Time, latest bool) (manifest.Info, bool) {
-	for i := len(c.Manifests) - 1; i >= 0; i-- {
-		if latest || !c.Manifests[i].Time.After(at) {
-			return c.Manifests[i], true
-		}
-	}
-	return manifest.Info{}, false
-}
-
 // plan is what a restore at T reads: a starting index and the segments after it.
 type plan struct {
 	base     *manifest.Index // nil: start from nothing
@@ -99,40 +90,95 @@ type plan struct {
 	segments []segment.Info
 }
 
-// makePlan picks the newest readable manifest at or before T and the segments still
-// needed after it: those holding live append/db content or anything newer than it.
+// ErrNotRetained is returned (wrapped) for an instant whose state retention has thinned
+// away: the records after the nearest compacted manifest are gone.
+var ErrNotRetained = errors.New("not retained")
+
+// firstSeq is the first sequence number the stored segments hold (0: none stored).
+func (c *Catalog) firstSeq() uint64 {
+	if len(c.Segments) == 0 {
+		return 0
+	}
+	return c.Segments[0].FirstSeq
+}
+
+// low is the first record a restore from x must replay.
+func low(x *manifest.Index) uint64 {
+	l := x.Seq + 1
+	if m := x.MinSince(); m > 0 && m < l {
+		l = m
+	}
+	return l
+}
+
+// exactFrom reports whether x gives the exact state at the instant: every record it
+// still needs is stored (retention deletes segments oldest first, so that is everything
+// from low on), or x is compacted and no record came between it and the instant.
+func exactFrom(x *manifest.Index, first uint64, at time.Time, latest bool) (exact, held bool) {
+	if first == 0 || low(x) >= first {
+		return true, false
+	}
+	if x.Compacted && !latest && at.UnixNano() < x.Until {
+		return true, true
+	}
+	return false, false
+}
+
+// makePlan picks the newest readable manifest at or before T that gives the exact state
+// there, and the segments still needed after it: those holding live append/db content
+// or anything newer than it.
 func makePlan(ctx context.Context, store objstore.Store, c *Catalog, at time.Time, latest bool, problems *[]string) (plan, error) {
 	var p plan
-	for {
-		mi, ok := c.manifestAt(at, latest)
-		if !ok {
-			break
+	first := c.firstSeq()
+	var fallback *manifest.Index
+	var fallbackKey string
+	var seen []*manifest.Index // compacted manifests read, for a not-retained message
+	held := false
+	for i := len(c.Manifests) - 1; i >= 0 && p.base == nil; i-- {
+		mi := c.Manifests[i]
+		if !latest && mi.Time.After(at) {
+			continue
 		}
 		body, err := store.Get(ctx, mi.Key)
 		var x *manifest.Index
 		if err == nil {
 			x, err = manifest.Decode(body)
 		}
-		if err == nil {
+		if err != nil {
+			if ctx.Err() != nil {
+				return p, ctx.Err()
+			}
+			// A damaged manifest costs time, not data: fall back to an older one.
+			*problems = append(*problems, fmt.Sprintf("manifest %s: %v (used an older starting point)", mi.Key, err))
+			continue
+		}
+		if x.Compacted {
+			seen = append(seen, x)
+		}
+		var ok bool
+		if ok, held = exactFrom(x, first, at, latest); ok {
 			p.base, p.baseKey = x, mi.Key
-			break
+		} else if fallback == nil && !x.Compacted {
+			fallback, fallbackKey = x, mi.Key
 		}
-		if ctx.Err() != nil {
-			return p, ctx.Err()
-		}
-		// A damaged manifest costs time, not data: fall back to an older one.
-		*problems = append(*problems, fmt.Sprintf("manifest %s: %v (used an older starting point)", mi.Key, err))
-		c = &Catalog{Segments: c.Segments, Manifests: without(c.Manifests, mi.Key)}
 	}
-	low := uint64(0)
-	if p.base != nil {
-		low = p.base.Seq + 1
-		if m := p.base.MinSince(); m > 0 && m < low {
-			low = m
+	if p.base == nil && first > 1 {
+		if fallback == nil {
+			return p, notRetained(ctx, store, c, at, seen)
 		}
+		// Records this manifest needs are missing, retention aside (a lost object):
+		// replaying what is left rebuilds what it can and names what it cannot.
+		p.base, p.baseKey = fallback, fallbackKey
+	}
+	if held {
+		return p, nil // nothing stored after it predates the instant
+	}
+	lo := uint64(0)
+	if p.base != nil {
+		lo = low(p.base)
 	}
 	for _, s := range c.Segments {
-		if s.LastSeq < low {
+		if s.LastSeq < lo {
 			continue
 		}
 		if !latest && s.FirstTime.After(at) {
@@ -143,15 +189,38 @@ func makePlan(ctx context.Context, store objstore.Store, c *Catalog, at time.Tim
 	return p, nil
 }
 
-func without(list []manifest.Info, key string) []manifest.Info {
-	var out []manifest.Info
-	for _, m := range list {
-		if m.Key != key {
-			out = append(out, m)
+// notRetained names the retained instants nearest to at: the compacted state before it
+// (and until when it holds) and the next compacted manifest after it.
+func notRetained(ctx context.Context, store objstore.Store, c *Catalog, at time.Time, before []*manifest.Index) error {
+	var near []string
+	if len(before) > 0 {
+		x := before[0]
+		near = append(near, fmt.Sprintf("%s (held until %s)", fmtTime(x.Time), fmtTime(x.Until-1)))
+	}
+	for _, mi := range c.Manifests {
+		if !mi.Time.After(at) {
+			continue
+		}
+		body, err := store.Get(ctx, mi.Key)
+		if err != nil {
+			continue
+		}
+		x, err := manifest.Decode(body)
+		if err != nil {
+			continue
+		}
+		if ok, _ := exactFrom(x, c.firstSeq(), mi.Time, false); ok {
+			near = append(near, fmtTime(x.Time))
+			break
 		}
 	}
-	return out
+	if len(near) == 0 {
+		return fmt.Errorf("%w: %s: the records before it are no longer stored", ErrNotRetained, at.UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Errorf("%w: %s: nearest retained points are %s", ErrNotRetained, at.UTC().Format(time.RFC3339Nano), strings.Join(near, " and "))
 }
+
+func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
 
 // LoadIndex returns the index of the host's state at T (latest: everything stored), from
 // the newest manifest plus the records after it. Damaged objects are skipped and named

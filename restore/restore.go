@@ -108,7 +108,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		defer os.RemoveAll(stage)
 	}
-	b := newBuilder(stage)
+	b := newBuilder(ctx, o.Store, stage)
 	if p.base != nil {
 		b.seed(p.base)
 		res.Manifest = p.baseKey

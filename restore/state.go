@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
+	"github.com/mmreplicate/mmreplicate/objstore"
 )
 
 // fileState is one path being rebuilt.
@@ -19,9 +21,9 @@ type fileState struct {
 	mode         uint32
 	time         int64 // capture time of its last change
 	deleted      bool
-	incomplete   string // why the content stops short, when a record was missing
-	tmp          string // staging file of append and db content ("" in a dry run)
-	chunks       []journal.ChunkRef
+	incomplete   string             // why the content stops short, when a record was missing
+	tmp          string             // staging file of append and db content ("" in a dry run)
+	chunks       []journal.ChunkRef // file content; append/db: compacted base not yet staged
 	target       string
 	db           *dbImage
 }
@@ -32,24 +34,74 @@ type builder struct {
 	files  map[string]*fileState
 	open   map[string]*os.File
 	nextID int
+	// ctx and store fetch compacted bases when a record extends one.
+	ctx   context.Context
+	store objstore.Store
+	blobs int // blobs fetched that way
 }
 
-func newBuilder(stage string) *builder {
-	return &builder{stage: stage, files: map[string]*fileState{}, open: map[string]*os.File{}}
+func newBuilder(ctx context.Context, store objstore.Store, stage string) *builder {
+	return &builder{stage: stage, files: map[string]*fileState{}, open: map[string]*os.File{}, ctx: ctx, store: store}
 }
 
 // seed starts from a manifest: whole files, links and folders come from it; append and
-// database content is rebuilt from the records it says are live.
+// database content is rebuilt from the records it says are live, on top of its chunks
+// when compaction stored it as a base image.
 func (b *builder) seed(x *manifest.Index) {
 	for k, e := range x.Files {
 		src, path := splitKey(k)
 		st := &fileState{source: src, path: path, kind: e.Kind, size: e.Size, mode: e.Mode, time: e.Time,
 			chunks: e.Chunks, target: e.Target}
 		if e.Kind == manifest.KindAppend || e.Kind == manifest.KindDB {
-			st.deleted, st.size = true, 0
+			if len(e.Chunks) == 0 && e.Since > 0 {
+				st.deleted, st.size = true, 0
+			} else if e.Kind == manifest.KindDB {
+				st.db = &dbImage{} // page size: taken from the next transaction
+			}
 		}
 		b.files[k] = st
 	}
+}
+
+// pending reports whether a path's append or db content still sits in its chunks.
+func (st *fileState) pending() bool {
+	return (st.kind == manifest.KindAppend || st.kind == manifest.KindDB) && len(st.chunks) > 0
+}
+
+// materialize copies a compacted base into the staging file before a record changes
+// it, so that records apply to the bytes they were captured against. Fetching only
+// then keeps restores that never touch the path from copying it twice.
+func (b *builder) materialize(key string, st *fileState) error {
+	if !st.pending() || st.deleted {
+		return nil
+	}
+	chunks := st.chunks
+	st.chunks = nil
+	if b.stage == "" {
+		return nil
+	}
+	f, err := b.file(key, st)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	if err := assemble(b.ctx, b.store, f, chunks); err != nil {
+		if errors.Is(err, errFatal) || b.ctx.Err() != nil {
+			return err
+		}
+		// A damaged base: what follows cannot be applied to it.
+		st.incomplete = fmt.Sprintf("compacted content lost: %v", err)
+		st.size = 0
+		_ = f.Truncate(0)
+		return nil
+	}
+	b.blobs += len(chunks)
+	return nil
 }
 
 func splitKey(k string) (string, string) {
@@ -97,10 +149,20 @@ func (b *builder) apply(r *journal.Record) error {
 		}
 		st.mode = r.Mode
 	case journal.OpAppend:
+		if r.Offset > 0 {
+			if err := b.materialize(key, st); err != nil {
+				return err
+			}
+		}
 		if err := b.applyAppend(key, st, r); err != nil {
 			return err
 		}
 	case journal.OpDBBase, journal.OpDBPages:
+		if r.Op == journal.OpDBPages || r.Offset > 0 {
+			if err := b.materialize(key, st); err != nil {
+				return err
+			}
+		}
 		if err := b.applyDB(key, st, r); err != nil {
 			return err
 		}

@@ -121,7 +121,8 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 	for _, k := range cat.Strangers {
 		hr.Problems = append(hr.Problems, fmt.Sprintf("object %s: not a segment or manifest name", k))
 	}
-	var mu sync.Mutex // guards hr.Problems while manifests are checked
+	var mu sync.Mutex // guards hr.Problems and compacted while manifests are checked
+	var compacted []*manifest.Index
 	problems := make([]string, len(cat.Segments))
 	counts := make([]uint64, len(cat.Segments))
 	g, gctx := errgroup.WithContext(ctx)
@@ -176,6 +177,11 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 					ref(c.ID())
 				}
 			}
+			if x.Compacted {
+				mu.Lock()
+				compacted = append(compacted, x)
+				mu.Unlock()
+			}
 			return nil
 		})
 	}
@@ -196,6 +202,22 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 	if len(cat.Segments) > 0 {
 		hr.FirstSeq, hr.LastSeq = cat.Segments[0].FirstSeq, next-1
 		hr.Oldest, hr.Newest, _ = cat.Window()
+		// Retention deletes the oldest segments once compacted manifests hold their state:
+		// that is no gap, but one compacted manifest must pick up where the segments start.
+		if first := cat.firstSeq(); first > 1 {
+			joined := false
+			for _, x := range compacted {
+				joined = joined || x.Seq+1 >= first
+			}
+			if !joined {
+				hr.Problems = append(hr.Problems, fmt.Sprintf("records 1-%d are not stored and no compacted manifest holds their state", first-1))
+			}
+		}
+		for _, x := range compacted {
+			if t := time.Unix(0, x.Time).UTC(); t.Before(hr.Oldest) {
+				hr.Oldest = t // retained points before the segments start
+			}
+		}
 	}
 	sort.Strings(hr.Problems)
 	return hr, nil

@@ -130,9 +130,19 @@ func (w *Watcher) journalChunks(recs []journal.Record) error {
 // sentChunk reports whether a chunk was journaled already in this run, so it need not
 // travel again. After a restart chunks are sent once more; the store keeps one copy.
 func (w *Watcher) sentChunk(h [32]byte) bool {
+	if time.Since(w.sentSince) > sentTTL {
+		// Retention may sweep a blob no file refers to any more (after its grace of a day
+		// by default); forgetting what was sent well within that grace means content that
+		// comes back is sent again rather than referring to a swept blob.
+		clear(w.sent)
+		w.sentSince = time.Now()
+	}
 	_, ok := w.sent[h]
 	return ok
 }
+
+// sentTTL bounds how long the watcher trusts that a chunk it sent is still stored.
+const sentTTL = 6 * time.Hour
 
 func (w *Watcher) markSent(recs []journal.Record) {
 	for _, r := range recs {

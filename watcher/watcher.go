@@ -73,10 +73,11 @@ type Watcher struct {
 	errs      atomic.Uint64
 	full      atomic.Bool
 	warned    map[string]bool
-	sent      map[[32]byte]struct{} // chunks journaled in this run
-	dbs       map[string]*dbTrack   // SQLite databases followed through their WAL
-	dbGaps    atomic.Uint64         // WAL continuity lost: a new base image was needed
-	scanner   *redact.Scanner       // nil when secrets are shipped as they are
+	sent      map[[32]byte]struct{} // chunks journaled recently (see sentTTL)
+	sentSince time.Time
+	dbs       map[string]*dbTrack // SQLite databases followed through their WAL
+	dbGaps    atomic.Uint64       // WAL continuity lost: a new base image was needed
+	scanner   *redact.Scanner     // nil when secrets are shipped as they are
 	secretsMu sync.Mutex
 	secrets   map[string]uint64 // redactions per rule
 	withheld  atomic.Uint64
@@ -110,7 +111,7 @@ func New(o Options) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{o: o, log: o.Log.With("component", "watcher"), files: files, dirty: map[string]*pending{},
-		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}, sent: map[[32]byte]struct{}{}, dbs: map[string]*dbTrack{}, secrets: map[string]uint64{}}
+		roots: map[string]config.Source{}, lastSeen: map[string]time.Time{}, counts: map[string]int{}, warned: map[string]bool{}, sent: map[[32]byte]struct{}{}, sentSince: time.Now(), dbs: map[string]*dbTrack{}, secrets: map[string]uint64{}}
 	if o.Secrets != config.SecretsOff {
 		w.scanner = redact.New()
 	}

@@ -29,6 +29,7 @@ commands:
   status          what the running daemon is doing (--json)
   sink s3|git     run sink workers alone against an external NATS (scale-out)
   verify          read the store back: checksums, gaps, missing blobs, recoverable window
+  compact         apply retention: compact old history into manifests, delete what no retained point needs
   serve-s3        read-only S3 endpoint to browse any time with S3 clients: --listen ADDR
   check-config    validate the config file
   version         print version, commit and build date
@@ -210,6 +211,22 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		}
 		o.Config, o.Hosts = cfg, hosts
 		return app.Verify(ctx, o)
+	case "compact":
+		f := newFlags("compact", "compact [--dry-run] [--host NAME] [--from NAME] [--json]", stderr)
+		o := app.CompactOptions{Out: stdout}
+		f.StringVar(&o.Host, "host", "", "host to compact (default: this host)")
+		f.StringVar(&o.From, "from", "", "S3 target to compact (default: the first that answers)")
+		f.BoolVar(&o.DryRun, "dry-run", false, "build and count, write and delete nothing")
+		f.BoolVar(&o.JSON, "json", false, "print the report as JSON")
+		if err := f.parse(args); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return err
+		}
+		o.Config, o.Log = cfg, f.logger(stderr)
+		return app.Compact(ctx, o)
 	case "status":
 		f := newFlags("status", "status [--json]", stderr)
 		asJSON := f.Bool("json", false, "print the daemon's status as JSON")

@@ -21,6 +21,9 @@ import (
 	"github.com/mmreplicate/mmreplicate/sinks"
 )
 
+// knownTTL bounds how long the sink trusts that a blob it put is still stored.
+const knownTTL = 6 * time.Hour
+
 // Defaults for manifests: often enough that a restore reads little beyond one manifest,
 // rarely enough that their PUTs cost nothing next to the segments'.
 const (
@@ -41,7 +44,8 @@ type Sink struct {
 
 	mu           sync.Mutex
 	index        *manifest.Index
-	known        map[string]bool // blob ids stored by this process
+	known        map[string]bool // blob ids stored by this process recently
+	knownSince   time.Time
 	lastManifest time.Time
 	manifestSeq  uint64
 	manifests    uint64
@@ -139,6 +143,12 @@ func (s *Sink) putBlobs(ctx context.Context, recs []journal.Record) error {
 			continue
 		}
 		s.mu.Lock()
+		if time.Since(s.knownSince) > knownTTL {
+			// Retention sweeps unreferenced blobs after a grace; do not trust for long
+			// that a blob put earlier is still there.
+			clear(s.known)
+			s.knownSince = time.Now()
+		}
 		known := s.known[r.Path]
 		s.mu.Unlock()
 		if known {
