@@ -472,8 +472,14 @@ func (d *daemon) addGitSink(ctx context.Context, stream jetstream.Stream) error 
 		return fmt.Errorf("nats: consumer git: %w", err)
 	}
 	d.git = sink
+	after := sink.AppliedSeq()
+	if after == 0 {
+		if after, err = startOfStream(ctx, stream); err != nil {
+			return err
+		}
+	}
 	d.workers = append(d.workers, &sinks.Worker{Sink: sink, Consumer: cons, Interval: 200 * time.Millisecond, MaxBytes: 8 << 20,
-		Log: d.log.With("component", "sink", "sink", "git"), StartAfter: sink.AppliedSeq()})
+		Log: d.log.With("component", "sink", "sink", "git"), StartAfter: after})
 	d.targets = append(d.targets, g.Repo)
 	return nil
 }
@@ -489,6 +495,11 @@ func s3Worker(ctx context.Context, cfg *config.Config, stream jetstream.Stream, 
 	}
 	log = log.With("component", "sink", "sink", name)
 	sink := &s3sink.Sink{Store: store, Host: cfg.Host, Target: t.Name, ManifestEvery: t.ManifestInterval, Log: log}
+	if !down && startAfter == 0 {
+		if startAfter, err = startOfStream(ctx, stream); err != nil {
+			return nil, nil, err
+		}
+	}
 	w := &sinks.Worker{Sink: sink, Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes), Log: log, StartAfter: startAfter}
 	w.Resync = func(ctx context.Context) (uint64, error) {
 		seq, _, err := lastStored(ctx, store, cfg.Host)
@@ -500,6 +511,9 @@ func s3Worker(ctx context.Context, cfg *config.Config, stream jetstream.Stream, 
 	if down {
 		w.Prepare = func(ctx context.Context) (uint64, error) {
 			seq, _, err := lastStored(ctx, store, cfg.Host)
+			if err == nil && seq == 0 {
+				seq, err = startOfStream(ctx, stream)
+			}
 			if err == nil {
 				err = sink.Open(ctx)
 			}
@@ -509,4 +523,14 @@ func s3Worker(ctx context.Context, cfg *config.Config, stream jetstream.Stream, 
 		return nil, nil, err
 	}
 	return w, sink, nil
+}
+
+// startOfStream is where a sink with nothing stored starts: just before the oldest record
+// the stream still holds.
+func startOfStream(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	first, err := natsbus.FirstRecord(ctx, stream)
+	if first == 0 || err != nil {
+		return 0, err
+	}
+	return first - 1, nil
 }

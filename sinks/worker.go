@@ -132,7 +132,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var timer <-chan time.Time
 	quiet := true // no flush within the last interval: the next change goes out at once
 	var lastFlush time.Time
-	keepAlive := time.NewTicker(20 * time.Second)
+	keepAlive := time.NewTicker(5 * time.Second) // well within the 20 s ack wait
 	defer keepAlive.Stop()
 	gapCheck := time.NewTicker(time.Second)
 	defer gapCheck.Stop()
@@ -202,14 +202,6 @@ func (w *Worker) add(b *batch, m jetstream.Msg) {
 		w.Log.Error("dropping undecodable message", "subject", m.Subject(), "err", err)
 		_ = m.Term()
 		return
-	}
-	if w.StartAfter == 0 && w.expect == 1 && w.stored.Load() == 0 && len(recs) > 0 {
-		// A sink with no history starts with the oldest record the stream still has.
-		w.expect = recs[0].Seq
-		for _, r := range recs {
-			w.expect = min(w.expect, r.Seq)
-		}
-		w.stored.Store(w.expect - 1)
 	}
 	var maxSeq uint64
 	for _, r := range recs {

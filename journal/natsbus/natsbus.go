@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mmreplicate/mmreplicate/journal"
 )
 
 // EmbeddedMaxPayload is the largest message the embedded server accepts. Publishers size
@@ -120,7 +122,7 @@ func ConsumerConfig(host, sink string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        ConsumerName(host, sink),
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        60 * time.Second,
+		AckWait:        20 * time.Second,
 		MaxAckPending:  20000,
 		MaxDeliver:     -1,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -188,4 +190,26 @@ func SetupWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// FirstRecord is the sequence number of the oldest record the host's stream still holds
+// (0 when it holds none). A sink with nothing stored yet starts there: the first message
+// it is handed may be a newer one while older ones wait for redelivery.
+func FirstRecord(ctx context.Context, st jetstream.Stream) (uint64, error) {
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("nats: stream info: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	msg, err := st.GetMsg(ctx, info.State.FirstSeq)
+	if err != nil {
+		return 0, fmt.Errorf("nats: first message: %w", err)
+	}
+	recs, err := journal.DecodeAll(msg.Data)
+	if err != nil || len(recs) == 0 {
+		return 0, fmt.Errorf("nats: first message: %w", err)
+	}
+	return recs[0].Seq, nil
 }
