@@ -18,6 +18,8 @@ func TestBadInput(t *testing.T) {
 	os.MkdirAll(src, 0o755)
 	aFile := filepath.Join(dir, "file.txt")
 	os.WriteFile(aFile, []byte("x"), 0o644)
+	loop := filepath.Join(dir, "loop")
+	os.Symlink(loop, loop) // a source path that is a loop of symlinks
 	bucket := "mmr-bad-input"
 	s3.CreateBucket(t, bucket)
 	write := func(name, content string) string {
@@ -41,6 +43,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"missing source path", []string{"check-config", "--config", write("missing.yml", base+"sources:\n  - name: s\n    path: "+filepath.Join(dir, "nope")+"\n")}, 2, "sources[0].path"},
 		{"source path is a file", []string{"run", "--config", write("file.yml", base+"sources:\n  - name: s\n    path: "+aFile+"\n")}, 2, "not a directory"},
+		{"source path is a symlink loop", []string{"check-config", "--config", write("loop.yml", base+"sources:\n  - name: s\n    path: "+loop+"\n")}, 2, "sources[0].path"},
 		{"invalid yaml", []string{"check-config", "--config", write("yaml.yml", "host: [unclosed\n")}, 2, "YAML"},
 		{"unknown key", []string{"check-config", "--config", write("unknown.yml", base+"sorces: []\n")}, 2, `unknown key "sorces"`},
 		{"placeholder", []string{"check-config", "--config", write("ph.yml", base+"sources:\n  - name: s\n    path: "+src+"\nserve_s3:\n  access_key_id: <<REPLACE_WITH_KEY>>\n  secret_access_key: x\n")}, 2, "placeholder"},

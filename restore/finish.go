@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -175,6 +176,12 @@ func place(ctx context.Context, o Options, stage string, st *fileState) error {
 		if err := finalizeDB(st); err != nil {
 			return err
 		}
+	case manifest.KindAppend:
+		if tmp != "" {
+			if err := wholeLines(tmp); err != nil {
+				return fmt.Errorf("%w: %w", errFatal, err)
+			}
+		}
 	}
 	if tmp == "" { // an empty file never got a staging file
 		f, err := os.CreateTemp(stage, "empty-*")
@@ -280,4 +287,36 @@ func (p *progress) done() {
 	if p.bar != nil {
 		_ = p.bar.Finish()
 	}
+}
+
+// wholeLines cuts an append-only file back to its last newline. The watcher only ships
+// complete lines, but one capture of a very long line spans several records, and a crash
+// between two segment uploads can leave only the first part stored: that part must not
+// come back as a torn line.
+func wholeLines(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	for end := fi.Size(); end > 0; {
+		start := max(0, end-int64(len(buf)))
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			if start+int64(i)+1 == fi.Size() {
+				return nil
+			}
+			return f.Truncate(start + int64(i) + 1)
+		}
+		end = start
+	}
+	return f.Truncate(0)
 }

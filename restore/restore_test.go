@@ -168,3 +168,18 @@ func TestManifestBoundsTheReplay(t *testing.T) {
 		t.Fatalf("before the manifest: %v", early)
 	}
 }
+
+// TestTornLongLineCut: one capture of a long line spans several records; when only the
+// first segment of it was stored (a crash between uploads), restore gives whole lines.
+func TestTornLongLineCut(t *testing.T) {
+	st, _ := file.New(t.TempDir())
+	put(t, st, app(1, 0, "big.jsonl", 0, "{\"a\":1}\n"))
+	put(t, st, app(2, 1, "big.jsonl", 8, "{\"long\":\"xxxx"), app(3, 1, "big.jsonl", 21, "xxxx"))
+	got, err := run(t, st, time.Time{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["sessions/big.jsonl"] != "{\"a\":1}\n" {
+		t.Fatalf("torn line restored: %q", got["sessions/big.jsonl"])
+	}
+}

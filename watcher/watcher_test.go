@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -318,4 +319,34 @@ func TestLargeFileEditDedup(t *testing.T) {
 	if sent >= 1<<20 {
 		t.Fatalf("edit sent %d bytes of chunks", sent)
 	}
+}
+
+// TestHugeLineAndBinaryInJSONL: a single 200 MB line travels whole (split into records
+// that share one capture time), and binary bytes in a .jsonl file are shipped as they are,
+// up to the last newline.
+func TestHugeLineAndBinaryInJSONL(t *testing.T) {
+	r := newRig(t, config.Source{})
+	huge := strings.Repeat("y", 200<<20) + "\n"
+	r.write("huge.jsonl", huge, false)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) && len(r.files["huge.jsonl"]) != len(huge) {
+		recs := r.replay()
+		for i := 1; i < len(recs); i++ {
+			if recs[i].Path == "huge.jsonl" && recs[i-1].Path == "huge.jsonl" && recs[i].Time != recs[i-1].Time {
+				t.Fatal("one line was captured at two different times")
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if string(r.files["huge.jsonl"]) != huge {
+		t.Fatalf("huge line: %d bytes arrived", len(r.files["huge.jsonl"]))
+	}
+	delete(r.files, "huge.jsonl")
+	bin := []byte(randomText(4096))
+	for i := range bin {
+		bin[i] ^= byte(i * 7) // bytes of every value, newlines among them
+	}
+	bin = append(bin, '\n')
+	r.write("bin.jsonl", string(bin), false)
+	r.expect("bin.jsonl", string(bin), false)
 }
