@@ -31,6 +31,8 @@ const (
 	appendDebounce = 10 * time.Millisecond
 	appendMaxDelay = 50 * time.Millisecond
 	pollEvery      = 10 * time.Millisecond
+	// maxScanInterval bounds how long a change inotify missed can wait on a huge tree.
+	maxScanInterval = time.Minute
 )
 
 // Options configure a Watcher. Zero durations take the defaults.
@@ -209,8 +211,13 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 			w.process(false)
 			arm()
 		case <-scan.C:
+			start := time.Now()
 			w.scan(false)
 			arm()
+			// A large tree scans less often: the scan is a safety net for events inotify
+			// dropped (an overflow triggers a full scan at once), so it may cost at most
+			// about half a percent of a core.
+			scan.Reset(min(max(w.o.ScanInterval, 200*time.Since(start)), maxScanInterval))
 		}
 	}
 }
@@ -287,7 +294,10 @@ func (w *Watcher) mark(src config.Source, rel string, immediate bool) {
 	now := time.Now()
 	p := w.dirty[key]
 	if p == nil {
-		p = &pending{source: src, rel: rel, first: now, appendy: kindOf(src, rel) == "append"}
+		// Append-only files and databases are read almost at once: both ship only what
+		// is complete (whole lines, committed transactions).
+		st := w.files[key]
+		p = &pending{source: src, rel: rel, first: now, appendy: kindOf(src, rel) == "append" || st != nil && st.Kind == "db"}
 		w.dirty[key] = p
 	}
 	p.last = now
