@@ -24,8 +24,6 @@ import (
 	"github.com/mmreplicate/mmreplicate/internal/faultproxy"
 	"github.com/mmreplicate/mmreplicate/internal/testenv"
 	"github.com/mmreplicate/mmreplicate/journal"
-	"github.com/mmreplicate/mmreplicate/objstore"
-	s3store "github.com/mmreplicate/mmreplicate/objstore/s3"
 )
 
 // putPricePer1000 is the public AWS list price (us-east-1, S3 Standard) for 1,000
@@ -262,18 +260,7 @@ func BenchmarkSixAgents(b *testing.B) {
 	pid := d.cmd.Process.Pid
 	waitSettled(b, addr, 3*time.Second, 3*time.Minute, nil)
 
-	st, err := s3store.New(context.Background(), s3store.Options{Bucket: bucket, Prefix: "prod",
-		Endpoint: s3.Endpoint, AccessKeyID: s3.AccessKey, SecretAccessKey: s3.SecretKey})
-	if err != nil {
-		b.Fatal(err)
-	}
-	objects := func() map[string]int64 {
-		m := map[string]int64{}
-		if err := st.List(context.Background(), "", func(o objstore.ObjectInfo) error { m[o.Key] = o.Size; return nil }); err != nil {
-			b.Fatal(err)
-		}
-		return m
-	}
+	st, objects := bucketObjects(b, s3, bucket)
 
 	// The poller reads the bucket directly, not through the counting proxy.
 	seen := map[string]time.Time{}
