@@ -111,12 +111,24 @@ func (d *daemon) lossWindow(stored uint64) float64 {
 	if stored >= d.j.LastSeq() {
 		return 0
 	}
-	r := d.j.NewReader(max(stored+1, d.j.FirstSeq()))
+	seq := max(stored+1, d.j.FirstSeq())
+	d.oldestMu.Lock()
+	defer d.oldestMu.Unlock()
+	// While a backlog lasts, status is polled far more often than the oldest unstored
+	// record changes: read it from the journal once per sequence number.
+	if t, ok := d.oldest[seq]; ok {
+		return time.Since(t).Seconds()
+	}
+	r := d.j.NewReader(seq)
 	defer r.Close()
 	recs, err := r.Read(1)
 	if err != nil || len(recs) == 0 {
 		return 0
 	}
+	if len(d.oldest) > 64 {
+		clear(d.oldest)
+	}
+	d.oldest[seq] = recs[0].CaptureTime()
 	return time.Since(recs[0].CaptureTime()).Seconds()
 }
 

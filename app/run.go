@@ -59,6 +59,9 @@ type daemon struct {
 
 	watchMu sync.Mutex
 	watch   *watcher.Watcher
+
+	oldestMu sync.Mutex
+	oldest   map[uint64]time.Time // capture time of the oldest unstored record, by seq
 }
 
 // Run is `mmreplicate run`: it returns nil after a clean shutdown when ctx ends.
@@ -81,7 +84,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		return err
 	}
 	defer unlock()
-	d := &daemon{cfg: cfg, log: o.Log, started: time.Now()}
+	d := &daemon{cfg: cfg, log: o.Log, started: time.Now(), oldest: map[uint64]time.Time{}}
 
 	stores := make([]objstore.Store, len(cfg.S3))
 	var lastSeq uint64
