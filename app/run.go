@@ -148,7 +148,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	if cfg.Git != nil {
 		names = append(names, "git")
 	}
-	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	stream, err := natsbus.SetupWithRetry(setupCtx, nc, js, cfg.Host, cfg.NATS.MaxBytes, names, d.log)
 	cancel()
 	if err != nil {

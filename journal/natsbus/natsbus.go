@@ -177,7 +177,11 @@ func Replicas(nc *nats.Conn) int {
 // SetupWithRetry is Setup, waiting (until ctx ends) for a server that is not up yet.
 func SetupWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, host string, maxBytes int64, sinks []string, log *slog.Logger) (jetstream.Stream, error) {
 	for {
-		st, err := Setup(ctx, js, host, maxBytes, Replicas(nc), sinks)
+		// Each attempt gets its own short deadline: on a cluster that is still electing
+		// its leaders one request can hang, and a retry then succeeds.
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := Setup(actx, js, host, maxBytes, Replicas(nc), sinks)
+		cancel()
 		if err == nil {
 			return st, nil
 		}
