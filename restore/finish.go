@@ -8,11 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -63,54 +62,111 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 			res.Files, res.Bytes, res.Segments, res.Blobs, blobBytes)
 		return nil
 	}
-	// Folders first (deepest last), so files and links have somewhere to go.
+	pl, err := newPlacer(o, b.stage)
+	if err != nil {
+		return err
+	}
+	defer pl.close()
+	var mu sync.Mutex
+	// fail records why a path was not restored, or returns the error that stops the
+	// restore (a local failure: disk, permissions).
+	fail := func(st *fileState, err error) error {
+		if errors.Is(err, errFatal) || ctx.Err() != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		res.Problems = append(res.Problems, fmt.Sprintf("%s: %v", show(manifest.Key(st.source, st.path)), err))
+		if st.kind != manifest.KindDir {
+			res.Files--
+			res.Bytes -= st.size
+		}
+		return nil
+	}
+	var dirs, regular, links []*fileState
+	shadow := shadowed(keys, b.files)
 	for _, k := range keys {
-		if st := b.files[k]; st.kind == manifest.KindDir {
-			_, dst := o.dest(st.source, st.path)
-			if err := os.MkdirAll(dst, dirMode(st.mode)); err != nil {
-				return fmt.Errorf("restore: %w", err)
+		st := b.files[k]
+		if a, ok := shadow[k]; ok {
+			err := fmt.Errorf("%w: inside %s, which the state holds as a %s: nothing is written through it",
+				errRefused, show(a), b.files[a].kind)
+			if err := fail(st, err); err != nil {
+				return err
+			}
+			continue
+		}
+		switch st.kind {
+		case manifest.KindDir:
+			dirs = append(dirs, st)
+		case manifest.KindSymlink:
+			links = append(links, st)
+		default:
+			regular = append(regular, st)
+		}
+	}
+	// Folders first (parents before children: keys are sorted), so files have somewhere
+	// to go.
+	for _, st := range dirs {
+		r, name, err := pl.target(st.source, st.path)
+		if err == nil {
+			err = pl.mkdirs(r, name, true, dirMode(st.mode))
+		}
+		if err != nil {
+			if err := fail(st, err); err != nil {
+				return err
 			}
 		}
 	}
 	bar := newProgress(o.Progress, "bytes", res.Bytes)
 	defer bar.done()
-	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallel)
-	for _, k := range keys {
-		st := b.files[k]
-		if st.kind == manifest.KindDir {
-			continue
-		}
+	for _, st := range regular {
 		g.Go(func() error {
-			err := place(gctx, o, b.stage, st)
+			err := place(gctx, pl, st)
 			bar.add(st.size)
 			if err == nil {
 				return nil
 			}
-			if errors.Is(err, errFatal) || gctx.Err() != nil {
-				return err
+			if gctx.Err() != nil && !errors.Is(err, errFatal) {
+				return gctx.Err()
 			}
-			mu.Lock()
-			res.Problems = append(res.Problems, fmt.Sprintf("%s/%s: %v", st.source, st.path, err))
-			res.Files--
-			res.Bytes -= st.size
-			mu.Unlock()
-			return nil
+			return fail(st, err)
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	// Folder times last: writing files into them changed them.
-	for _, k := range keys {
-		if st := b.files[k]; st.kind == manifest.KindDir && st.time > 0 {
-			t := time.Unix(0, st.time)
-			_, dst := o.dest(st.source, st.path)
-			_ = os.Chtimes(dst, t, t)
+	// Links last: no file of this restore is ever written through one.
+	for _, st := range links {
+		r, name, err := pl.target(st.source, st.path)
+		if err == nil {
+			err = pl.mkdirs(r, name, false, 0)
+		}
+		if err == nil {
+			err = pl.symlink(r, name, st.target)
+		}
+		if err != nil {
+			if err := fail(st, err); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	// Folder times next to last: writing files into them changed them.
+	for _, st := range dirs {
+		if st.time <= 0 {
+			continue
+		}
+		r, name, err := pl.target(st.source, st.path)
+		if err != nil {
+			continue // reported above
+		}
+		if fi, err := r.Lstat(name); err == nil && fi.IsDir() {
+			t := time.Unix(0, st.time)
+			_ = r.Chtimes(name, t, t)
+		}
+	}
+	return pl.syncDirs()
 }
 
 // errFatal marks a local failure (disk, permissions) that stops the restore, as opposed to
@@ -124,64 +180,66 @@ func dirMode(m uint32) os.FileMode {
 	return os.FileMode(m & 0o777)
 }
 
-// place writes one file, link or database into the target, atomically.
-func place(ctx context.Context, o Options, stage string, st *fileState) error {
-	root, dst := o.dest(st.source, st.path)
-	if rel, err := filepath.Rel(root, dst); err != nil || strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("refusing path outside the target")
+// show spells a key for a message: as it is when printable, quoted otherwise.
+func show(k string) string {
+	if strconv.CanBackquote(k) && !strings.ContainsAny(k, "`") {
+		return k
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("%w: %w", errFatal, err)
+	return strconv.Quote(k)
+}
+
+// place writes one file or database into the target, atomically: staged, fsynced and
+// size-checked, then renamed into place through the target's root.
+func place(ctx context.Context, pl *placer, st *fileState) error {
+	r, name, err := pl.target(st.source, st.path)
+	if err != nil {
+		return err
 	}
-	if st.kind == manifest.KindSymlink {
-		_ = os.Remove(dst)
-		if err := os.Symlink(st.target, dst); err != nil {
-			return fmt.Errorf("%w: %w", errFatal, err)
-		}
-		return nil
+	if err := pl.mkdirs(r, name, false, 0); err != nil {
+		return err
 	}
+	stage := pl.stage
 	if st.pending() {
 		// Compacted content no later record touched: its chunks are the whole file.
-		f, err := os.CreateTemp(stage, "base-*")
-		if err != nil {
-			return fmt.Errorf("%w: %w", errFatal, err)
-		}
-		st.tmp = f.Name()
-		err = assemble(ctx, o.Store, f, st.chunks)
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("%w: %w", errFatal, cerr)
-		}
-		if err != nil {
-			os.Remove(st.tmp)
+		if st.tmp, err = stageChunks(ctx, pl.o.Store, stage, "base-*", st.chunks); err != nil {
 			return err
 		}
 	}
 	tmp := st.tmp
 	switch st.kind {
 	case manifest.KindFile:
-		f, err := os.CreateTemp(stage, "blob-*")
-		if err != nil {
-			return fmt.Errorf("%w: %w", errFatal, err)
+		if tmp, err = stageChunks(ctx, pl.o.Store, stage, "blob-*", st.chunks); err != nil {
+			return err
 		}
-		tmp = f.Name()
-		err = assemble(ctx, o.Store, f, st.chunks)
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("%w: %w", errFatal, cerr)
-		}
-		if err != nil {
+		if err := syncStaged(tmp, st.size); err != nil {
 			os.Remove(tmp)
 			return err
 		}
 	case manifest.KindDB:
+		if tmp != "" {
+			if err := syncStaged(tmp, st.size); err != nil {
+				return err
+			}
+		}
 		if err := finalizeDB(st); err != nil {
 			return err
 		}
 	case manifest.KindAppend:
 		if tmp != "" {
+			if err := syncStaged(tmp, st.size); err != nil {
+				return err
+			}
 			if err := wholeLines(tmp); err != nil {
 				return fmt.Errorf("%w: %w", errFatal, err)
 			}
+			if err := syncStaged(tmp, -1); err != nil {
+				return err
+			}
+		} else if st.size != 0 {
+			return fmt.Errorf("rebuilt 0 bytes, the recorded state says %d", st.size)
 		}
+	default:
+		return fmt.Errorf("%w: unknown kind %q", errRefused, st.kind)
 	}
 	if tmp == "" { // an empty file never got a staging file
 		f, err := os.CreateTemp(stage, "empty-*")
@@ -202,47 +260,29 @@ func place(ctx context.Context, o Options, stage string, st *fileState) error {
 		t := time.Unix(0, st.time)
 		_ = os.Chtimes(tmp, t, t) // the capture time, which serve-s3 shows as Last-Modified
 	}
-	if err := os.Rename(tmp, dst); errors.Is(err, syscall.EXDEV) {
-		err = copyAcross(tmp, dst, mode)
-	} else if err != nil {
-		return fmt.Errorf("%w: %w", errFatal, err)
-	}
-	return nil
+	return pl.moveIn(tmp, r, name)
 }
 
-// copyAcross moves a staged file to another file system: copy beside the destination,
-// fsync, rename, so the destination still changes atomically.
-func copyAcross(tmp, dst string, mode os.FileMode) error {
-	in, err := os.Open(tmp)
+// stageChunks writes chunks into a new staging file, fsynced, and returns its name.
+func stageChunks(ctx context.Context, store objstore.Store, stage, pattern string, chunks []journal.ChunkRef) (string, error) {
+	f, err := os.CreateTemp(stage, pattern)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errFatal, err)
+		return "", fmt.Errorf("%w: %w", errFatal, err)
 	}
-	defer in.Close()
-	out, err := os.CreateTemp(filepath.Dir(dst), ".mmreplicate-*")
-	if err != nil {
-		return fmt.Errorf("%w: %w", errFatal, err)
-	}
-	_, err = io.Copy(out, in)
+	err = assemble(ctx, store, f, chunks)
 	if err == nil {
-		err = out.Sync()
+		if serr := f.Sync(); serr != nil {
+			err = fmt.Errorf("%w: fsync: %w", errFatal, serr)
+		}
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(out.Name(), mode)
-	}
-	if fi, serr := in.Stat(); err == nil && serr == nil {
-		_ = os.Chtimes(out.Name(), fi.ModTime(), fi.ModTime())
-	}
-	if err == nil {
-		err = os.Rename(out.Name(), dst)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("%w: %w", errFatal, cerr)
 	}
 	if err != nil {
-		os.Remove(out.Name())
-		return fmt.Errorf("%w: %w", errFatal, err)
+		os.Remove(f.Name())
+		return "", err
 	}
-	return nil
+	return f.Name(), nil
 }
 
 // assemble writes a file's chunks in order, checking each against its hash.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -95,11 +94,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	var stage string
 	if !o.DryRun {
-		// Stage beside the first target so that the final renames stay on one file system.
-		base := o.To
-		if o.Roots != nil {
-			base = filepath.Dir(o.roots()[0])
-		}
+		// Stage inside the first target, so that finished files are renamed into place
+		// through its root (other targets get a copy beside each destination).
+		base := o.roots()[0]
 		if err := os.MkdirAll(base, 0o755); err != nil {
 			return res, fmt.Errorf("restore: %w", err)
 		}
@@ -291,13 +288,4 @@ func (o Options) roots() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// dest is where a path of a source goes.
-func (o Options) dest(source, path string) (root, dst string) {
-	if o.Roots != nil {
-		root = o.Roots[source]
-		return root, filepath.Join(root, filepath.FromSlash(path))
-	}
-	return o.To, filepath.Join(o.To, source, filepath.FromSlash(path))
 }
