@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,6 +145,16 @@ func checkRestored(ctx context.Context, to string, x *manifest.Index) (files int
 	if err != nil {
 		return 0, 0, nil, err
 	}
+	// The keys come from the store: every check goes through a root on the restored
+	// folder, so that no key, however crafted, reads anything outside it.
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return 0, 0, nil, err
+	}
+	root, err := os.OpenRoot(to)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	defer root.Close()
 	var mu sync.Mutex
 	add := func(format string, args ...any) {
 		mu.Lock()
@@ -154,20 +165,24 @@ func checkRestored(ctx context.Context, to string, x *manifest.Index) (files int
 	g.SetLimit(drillParallel)
 	for _, k := range x.Sorted() {
 		e := x.Files[k]
-		p := filepath.Join(to, filepath.FromSlash(k))
+		delete(onDisk, k)
+		if err := checkKey(k); err != nil {
+			add("%s: %v", show(k), err)
+			continue
+		}
+		p := k
 		if e.Kind == manifest.KindDir {
-			if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
+			if fi, err := root.Lstat(p); err != nil || !fi.IsDir() {
 				add("%s: folder missing from the restore", k)
 			}
 			continue
 		}
-		delete(onDisk, k)
 		files++
 		g.Go(func() error {
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			n, msg := checkEntry(p, e)
+			n, msg := checkEntry(root, p, e)
 			mu.Lock()
 			bytes += n
 			mu.Unlock()
@@ -188,8 +203,8 @@ func checkRestored(ctx context.Context, to string, x *manifest.Index) (files int
 
 // checkEntry checks one restored path against its entry; it returns the bytes found
 // and what is wrong ("" when nothing).
-func checkEntry(p string, e *manifest.Entry) (int64, string) {
-	fi, err := os.Lstat(p)
+func checkEntry(root *os.Root, p string, e *manifest.Entry) (int64, string) {
+	fi, err := root.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, "missing from the restore"
 	}
@@ -201,7 +216,7 @@ func checkEntry(p string, e *manifest.Entry) (int64, string) {
 		if fi.Mode()&fs.ModeSymlink == 0 {
 			return 0, "restored as " + fi.Mode().Type().String() + ", recorded as a link"
 		}
-		target, err := os.Readlink(p)
+		target, err := root.Readlink(p)
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -229,17 +244,29 @@ func checkEntry(p string, e *manifest.Entry) (int64, string) {
 		if fi.Size() != e.Size {
 			return fi.Size(), fmt.Sprintf("%d bytes, recorded %d", fi.Size(), e.Size)
 		}
-		if msg := checkChunks(p, e); msg != "" {
+		if msg := checkChunks(root, p, e); msg != "" {
 			return fi.Size(), msg
 		}
 	}
 	return fi.Size(), ""
 }
 
+// checkKey checks a key of the recorded state ("<source>/<path>") as placement does.
+func checkKey(k string) error {
+	source, rel, ok := strings.Cut(k, "/")
+	if !ok {
+		return fmt.Errorf("%w: key %q names no path", errRefused, k)
+	}
+	if err := checkSource(source); err != nil {
+		return err
+	}
+	return checkName(rel)
+}
+
 // checkChunks re-splits a whole file at its recorded chunk sizes and compares each
 // piece's SHA-256 with the recorded one.
-func checkChunks(p string, e *manifest.Entry) string {
-	f, err := os.Open(p)
+func checkChunks(root *os.Root, p string, e *manifest.Entry) string {
+	f, err := root.Open(p)
 	if err != nil {
 		return err.Error()
 	}

@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +37,7 @@ type history struct {
 	read    map[string]bool // segment keys applied
 	covered []seqRange      // sequence numbers applied, merged
 	files   map[string][]change
+	damaged []string // segments that cannot be read, and why
 	gen     uint64
 
 	keysGen uint64
@@ -89,9 +92,13 @@ func (g *Gateway) historyNow() (*history, error) {
 			}
 			switch {
 			case errors.Is(err, segment.ErrCorrupt) || errors.Is(err, journal.ErrCorrupt):
-				g.o.Log.Warn("serve-s3: history skips a damaged segment", "key", s.Key, "err", err)
+				// Listed as a problem: the history is not served as if it were whole.
+				g.o.Log.Error("serve-s3: history holds a damaged segment", "key", s.Key, "err", err)
 				h.mu.Lock()
 				h.read[s.Key] = true
+				h.damaged = append(h.damaged, fmt.Sprintf("segment %s: %v", s.Key, err))
+				sort.Strings(h.damaged)
+				h.gen++
 				h.mu.Unlock()
 			case err != nil:
 				// Perhaps passing (network, or the object is being replaced): the next
@@ -175,6 +182,16 @@ func (h *history) cover(lo, hi uint64) {
 		}
 	}
 	h.covered = out
+}
+
+// problem names what the history lacks (nil when it is whole).
+func (h *history) problem() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.damaged) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s", strings.Join(h.damaged, "; "))
 }
 
 // keys returns the sorted version names and what each refers to.

@@ -196,6 +196,9 @@ func (g *Gateway) listNamespace(ns, prefix, delim, marker string, p *page) (bool
 		if err != nil {
 			return false, err
 		}
+		if err := h.problem(); err != nil {
+			return false, incomplete("the history", err)
+		}
 		names, refs := h.keys()
 		return walkSorted(names, base, relPrefix, delim, rel, p, func(i int) (*gofakes3.Content, error) {
 			return g.historyContent(h, refs[i])

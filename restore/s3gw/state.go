@@ -7,12 +7,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/johannesboyne/gofakes3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mmreplicate/mmreplicate/restore"
@@ -74,7 +76,11 @@ func (g *Gateway) buildState(in instant) (any, string, int64, error) {
 		_ = os.RemoveAll(dir)
 		return &state{}, "", 0, nil
 	case errors.Is(err, restore.ErrIncomplete):
-		g.o.Log.Warn("serve-s3: serving an incomplete state", "at", timespec.Format(in.at), "err", err)
+		// Never a silently partial tree: the request fails naming what is missing or
+		// damaged, and the next one tries again (the store may have been repaired).
+		_ = os.RemoveAll(dir)
+		g.o.Log.Error("serve-s3: the state is incomplete: not served", "at", timespec.Format(in.at), "err", err)
+		return nil, "", 0, incomplete(fmt.Sprintf("the state at %s", timespec.Format(in.at)), err)
 	case err != nil:
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, fmt.Errorf("rebuild the state at %s: %w", timespec.Format(in.at), err)
@@ -147,6 +153,15 @@ func hashFile(p string) (fileMeta, error) {
 		return fileMeta{}, err
 	}
 	defer f.Close()
+	return hashOpen(f)
+}
+
+// hashOpen reads an open file's size, time and MD5.
+func hashOpen(f *os.File) (fileMeta, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileMeta{}, err
+	}
 	h := md5.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
@@ -183,24 +198,82 @@ func (g *Gateway) buildVersion(key, file string, t int64) (any, string, int64, e
 	_ = os.RemoveAll(dir)
 	_, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: time.Unix(0, t), To: dir,
 		Sources: []string{source}, Paths: []string{escapeGlob(rel)}, Parallel: g.o.Parallel, Log: g.o.Log})
-	if err != nil && !errors.Is(err, restore.ErrIncomplete) {
-		_ = os.RemoveAll(dir)
-		if errors.Is(err, restore.ErrNothing) {
-			return nil, "", 0, errNoVersion
-		}
-		return nil, "", 0, fmt.Errorf("rebuild %s at %s: %w", file, timespec.Format(time.Unix(0, t)), err)
-	}
-	p := filepath.Join(dir, source, filepath.FromSlash(rel))
-	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+	switch {
+	case errors.Is(err, restore.ErrNothing):
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, errNoVersion
+	case errors.Is(err, restore.ErrIncomplete):
+		// The version may be the part that is missing: not served.
+		_ = os.RemoveAll(dir)
+		g.o.Log.Error("serve-s3: a history version is incomplete: not served", "file", file,
+			"at", timespec.Format(time.Unix(0, t)), "err", err)
+		return nil, "", 0, incomplete(fmt.Sprintf("%s at %s", file, timespec.Format(time.Unix(0, t))), err)
+	case err != nil:
+		_ = os.RemoveAll(dir)
+		return nil, "", 0, fmt.Errorf("rebuild %s at %s: %w", file, timespec.Format(time.Unix(0, t)), err)
 	}
-	m, err := hashFile(p)
+	// The name comes from the store: it is opened through a root on the rebuilt folder,
+	// which no name, however crafted, leaves.
+	m, err := versionMeta(dir, source, rel)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, err
 	}
-	return &version{path: p, meta: m}, dir, m.size, nil
+	return &version{path: filepath.Join(dir, source, filepath.FromSlash(rel)), meta: m}, dir, m.size, nil
+}
+
+// versionMeta reads the rebuilt file rel of source under dir through an os.Root: a name
+// that is not a plain relative path, or that runs through a link, is no version.
+func versionMeta(dir, source, rel string) (fileMeta, error) {
+	if !cleanName(source) || strings.Contains(source, "/") || !cleanName(rel) {
+		return fileMeta{}, errNoVersion
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fileMeta{}, errNoVersion
+	}
+	defer root.Close()
+	name := source + "/" + rel
+	for d := path.Dir(name); d != "."; d = path.Dir(d) {
+		if fi, err := root.Lstat(d); err != nil || !fi.IsDir() {
+			return fileMeta{}, errNoVersion // a link on the way, or nothing
+		}
+	}
+	fi, err := root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return fileMeta{}, errNoVersion
+	}
+	if fi.Mode().Perm()&0o400 == 0 { // the cache is ours; the restored mode may lack read
+		if err := root.Chmod(name, fi.Mode().Perm()|0o400); err != nil {
+			return fileMeta{}, err
+		}
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return fileMeta{}, err
+	}
+	defer f.Close()
+	return hashOpen(f)
+}
+
+// cleanName reports whether p is a clean relative slash path: no "." or ".." element,
+// no empty element, not absolute, no NUL.
+func cleanName(p string) bool {
+	if p == "" || strings.IndexByte(p, 0) >= 0 || path.IsAbs(p) {
+		return false
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == "" || el == "." || el == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// incomplete is the answer to a request for a state or version that could not be
+// rebuilt whole: an S3 error whose message names what is missing or damaged.
+func incomplete(what string, err error) error {
+	return gofakes3.ErrorMessage(gofakes3.ErrInternal, fmt.Sprintf("%s is incomplete: %v", what, err))
 }
 
 // escapeGlob quotes a path so that restore's glob filter matches exactly that path.
