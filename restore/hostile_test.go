@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mmreplicate/mmreplicate/internal/hostile"
 	"github.com/mmreplicate/mmreplicate/objstore/file"
@@ -97,5 +98,61 @@ func TestHostileStores(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHostileStoresDrill runs the daily drill on every crafted store: it restores into
+// its own folder and reads the restored files back against the recorded state (whose
+// keys are the store's), and must neither write nor read beside that folder, and must
+// fail naming what it refused.
+func TestHostileStoresDrill(t *testing.T) {
+	for _, c := range hostile.Cases() {
+		t.Run(c.Name, func(t *testing.T) {
+			l, err := hostile.NewLayout(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := file.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := c.Build(ctx, st, "h", l.Outside); err != nil {
+				t.Fatal(err)
+			}
+			before, err := hostile.Snapshot(l.Parent, l.Target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Drill(ctx, st, "h", time.Time{}, l.Target)
+			t.Logf("drill: %v %q", err, res.Problems)
+			after, serr := hostile.Snapshot(l.Parent, l.Target)
+			if serr != nil {
+				t.Fatal(serr)
+			}
+			if d := hostile.Diff(before, after); d != "" {
+				t.Fatalf("outside the drill's folder changed (drill: %v):\n%s", err, d)
+			}
+			if left, _ := os.ReadDir(l.Target); len(left) != 0 {
+				t.Fatalf("the drill left %d entries behind", len(left))
+			}
+			switch {
+			case c.Pass:
+				if err != nil || !res.OK() {
+					t.Fatalf("drill of a well-formed state failed: %v %q", err, res.Problems)
+				}
+			case c.MayPass:
+			default:
+				if err == nil || res.OK() && !errors.Is(err, ErrIncomplete) {
+					t.Fatalf("drill passed: %v %+v", err, res)
+				}
+				all := err.Error() + "\n" + strings.Join(res.Problems, "\n")
+				for _, w := range c.Want {
+					if !strings.Contains(all, w) {
+						t.Fatalf("the drill does not name %q: %s", w, all)
+					}
+				}
+			}
+		})
 	}
 }
