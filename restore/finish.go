@@ -211,28 +211,28 @@ func place(ctx context.Context, pl *placer, st *fileState) error {
 		if tmp, err = stageChunks(ctx, pl.o.Store, stage, "blob-*", st.chunks); err != nil {
 			return err
 		}
-		if err := syncStaged(tmp, st.size); err != nil {
+		if err := checkStaged(tmp, st.size, false); err != nil { // fsynced by stageChunks
 			os.Remove(tmp)
 			return err
 		}
 	case manifest.KindDB:
 		if tmp != "" {
-			if err := syncStaged(tmp, st.size); err != nil {
+			if err := checkStaged(tmp, st.size, false); err != nil {
 				return err
 			}
 		}
-		if err := finalizeDB(st); err != nil {
+		if err := finalizeDB(st); err != nil { // fsyncs the finished image
 			return err
 		}
 	case manifest.KindAppend:
 		if tmp != "" {
-			if err := syncStaged(tmp, st.size); err != nil {
+			if err := checkStaged(tmp, st.size, false); err != nil {
 				return err
 			}
 			if err := wholeLines(tmp); err != nil {
 				return fmt.Errorf("%w: %w", errFatal, err)
 			}
-			if err := syncStaged(tmp, -1); err != nil {
+			if err := checkStaged(tmp, -1, true); err != nil {
 				return err
 			}
 		} else if st.size != 0 {

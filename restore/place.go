@@ -315,22 +315,25 @@ func (p *placer) syncDirs() error {
 	return nil
 }
 
-// syncStaged fsyncs a staged file and checks its size against the state's.
-func syncStaged(tmp string, want int64) error {
+// checkStaged checks a staged file's size against the state's (want < 0: any size) and,
+// when sync is set, fsyncs it.
+func checkStaged(tmp string, want int64, sync bool) error {
 	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errFatal, err)
 	}
 	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("%w: fsync: %w", errFatal, err)
-	}
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errFatal, err)
 	}
 	if want >= 0 && fi.Size() != want {
 		return fmt.Errorf("rebuilt %d bytes, the recorded state says %d", fi.Size(), want)
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("%w: fsync: %w", errFatal, err)
+		}
 	}
 	return nil
 }
