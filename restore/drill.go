@@ -173,7 +173,7 @@ func checkRestored(ctx context.Context, to string, x *manifest.Index) (files int
 		p := k
 		if e.Kind == manifest.KindDir {
 			if fi, err := root.Lstat(p); err != nil || !fi.IsDir() {
-				add("%s: folder missing from the restore", k)
+				add("%s: folder missing from the restore", show(k))
 			}
 			continue
 		}
@@ -187,7 +187,7 @@ func checkRestored(ctx context.Context, to string, x *manifest.Index) (files int
 			bytes += n
 			mu.Unlock()
 			if msg != "" {
-				add("%s: %s", k, msg)
+				add("%s: %s", show(k), msg)
 			}
 			return nil
 		})
@@ -196,7 +196,7 @@ func checkRestored(ctx context.Context, to string, x *manifest.Index) (files int
 		return 0, 0, nil, err
 	}
 	for k := range onDisk {
-		problems = append(problems, fmt.Sprintf("%s: restored but not in the recorded state", k))
+		problems = append(problems, fmt.Sprintf("%s: restored but not in the recorded state", show(k)))
 	}
 	return files, bytes, problems, nil
 }

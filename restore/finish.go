@@ -30,7 +30,7 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 		if !st.deleted && o.wantsPath(st.source, st.path) {
 			keys = append(keys, k)
 		} else if st.incomplete != "" && o.wantsPath(st.source, st.path) {
-			res.Problems = append(res.Problems, fmt.Sprintf("%s: %s", k, st.incomplete))
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: %s", show(k), st.incomplete))
 		}
 	}
 	sort.Strings(keys)
@@ -39,7 +39,7 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 	for _, k := range keys {
 		st := b.files[k]
 		if st.incomplete != "" {
-			res.Problems = append(res.Problems, fmt.Sprintf("%s: %s", k, st.incomplete))
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: %s", show(k), st.incomplete))
 		}
 		if st.kind == manifest.KindDir {
 			continue
@@ -53,7 +53,7 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 			}
 		}
 		if o.DryRun {
-			fmt.Fprintf(o.Out, "%s\t%s\t%d bytes\n", k, st.kind, st.size)
+			fmt.Fprintf(o.Out, "%s\t%s\t%d bytes\n", show(k), st.kind, st.size)
 		}
 	}
 	res.Blobs = len(blobs)
