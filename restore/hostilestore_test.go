@@ -2,7 +2,9 @@ package restore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mmreplicate/mmreplicate/internal/hostile"
+	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore/file"
 )
 
@@ -154,5 +158,109 @@ func TestHostileStoresDrill(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlacementAloneRefuses hands hostile entries straight to placement, past every
+// check done while records are read, over a target that already holds links pointing out
+// of it (--force, as an in-place restore over a damaged host would): placement must be
+// safe on its own.
+func TestPlacementAloneRefuses(t *testing.T) {
+	l, err := hostile.NewLayout(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := []byte("placed\n")
+	ref := journal.ChunkRef{Hash: sha256.Sum256(data), Size: uint32(len(data))}
+	if err := st.Put(ctx, manifest.BlobKey(ref.ID()), data); err != nil {
+		t.Fatal(err)
+	}
+	sessions := filepath.Join(l.Target, "sessions")
+	if err := os.MkdirAll(sessions, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"pre": l.Outside, "pre2": "../../outside",
+		"over": filepath.Join(l.Outside, "sentinel.txt")} {
+		if err := os.Symlink(target, filepath.Join(sessions, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func() *manifest.Entry {
+		return &manifest.Entry{Kind: manifest.KindFile, Size: int64(len(data)), Mode: 0o644, Chunks: []journal.ChunkRef{ref}}
+	}
+	x := manifest.New("h")
+	refused := map[string]*manifest.Entry{
+		"sessions/../../p-escaped.txt":                      file(),
+		"sessions/" + filepath.Join(l.Outside, "p-abs.txt"): file(),
+		"sessions/nul\x00.txt":                              file(),
+		"../p-up.txt":                                       file(),
+		"sessions/../../p-dir":                              {Kind: manifest.KindDir},
+		"sessions/ln/x.txt":                                 file(),
+		"sessions/ln/sub":                                   {Kind: manifest.KindDir},
+		"sessions/rl/x.txt":                                 file(),
+		"sessions/big.bin":                                  {Kind: manifest.KindFile, Size: 1 << 50, Chunks: []journal.ChunkRef{ref}},
+		"sessions/weird":                                    {Kind: "weird"},
+		"sessions/pre/x.txt":                                file(),
+		"sessions/pre2/y.txt":                               file(),
+		"sessions/pre2/deeper/z.txt":                        file(),
+	}
+	for k, e := range refused {
+		x.Files[k] = e
+	}
+	x.Files["sessions/ok.txt"] = file()
+	x.Files["sessions/over"] = file() // replaces the link standing there, not its target
+	x.Files["sessions/ln"] = &manifest.Entry{Kind: manifest.KindSymlink, Target: l.Outside}
+	x.Files["sessions/rl"] = &manifest.Entry{Kind: manifest.KindSymlink, Target: "../../outside"}
+
+	before, err := hostile.Snapshot(l.Parent, l.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Store: st, Host: "h", Latest: true, To: l.Target, Force: true, Parallel: 4, Out: io.Discard}
+	stage, err := os.MkdirTemp(l.Target, ".mmreplicate-restore-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBuilder(ctx, st, stage)
+	b.seed(x)
+	var res Result
+	if err := finish(ctx, o, b, &res); err != nil {
+		t.Fatal(err)
+	}
+	after, err := hostile.Snapshot(l.Parent, l.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := hostile.Diff(before, after); d != "" {
+		t.Fatalf("outside the target changed:\n%s", d)
+	}
+	all := strings.Join(res.Problems, "\n")
+	t.Logf("problems:\n%s", all)
+	for k := range refused {
+		if !strings.Contains(all, show(k)) {
+			t.Errorf("%q is not named among the problems:\n%s", k, all)
+		}
+	}
+	if len(res.Problems) != len(refused) {
+		t.Errorf("%d problems for %d refused entries:\n%s", len(res.Problems), len(refused), all)
+	}
+	for _, name := range []string{"ok.txt", "over"} {
+		fi, err := os.Lstat(filepath.Join(sessions, name))
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s: %v %v", name, fi, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(sessions, name)); string(b) != string(data) {
+			t.Fatalf("%s: %q", name, b)
+		}
+	}
+	for name, want := range map[string]string{"ln": l.Outside, "rl": "../../outside"} {
+		if got, err := os.Readlink(filepath.Join(sessions, name)); err != nil || got != want {
+			t.Fatalf("link %s: %q %v, want %q", name, got, err, want)
+		}
 	}
 }

@@ -90,6 +90,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	if len(p.segments) == 0 && p.base == nil {
+		if len(res.Problems) > 0 { // damaged objects, not an empty store
+			return res, fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(res.Problems, "; "))
+		}
 		return res, fmt.Errorf("%w: %s has no records of host %q at or before %s", ErrNothing, o.Store, o.Host, describe(o))
 	}
 	var stage string
