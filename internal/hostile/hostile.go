@@ -191,6 +191,14 @@ func Cases() []Case {
 				r.Offset = int64(ref.Size)
 				return w.segment(good(), r)
 			}},
+		{Name: "missing-blob", Want: []string{Source + "/lost.txt", manifest.BlobKey(fmt.Sprintf("%x", sha256.Sum256([]byte("never stored\n"))))},
+			Build: func(ctx context.Context, st objstore.Store, host, _ string) error {
+				w := &writer{ctx: ctx, st: st, host: host}
+				ref := journal.ChunkRef{Hash: sha256.Sum256([]byte("never stored\n")), Size: 13}
+				r := rec(journal.OpFile, Source, "lost.txt", string(journal.EncodeChunks([]journal.ChunkRef{ref})))
+				r.Offset = int64(ref.Size)
+				return w.segment(good(), r)
+			}},
 		{Name: "damaged-segment", Want: []string{"segments/"},
 			Build: func(ctx context.Context, st objstore.Store, host, _ string) error {
 				w := &writer{ctx: ctx, st: st, host: host}
