@@ -62,6 +62,13 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 			res.Files, res.Bytes, res.Segments, res.Blobs, blobBytes)
 		return nil
 	}
+	return placeAll(ctx, o, b, keys, res)
+}
+
+// placeAll writes the paths of keys into the target: folders, then files and databases
+// in parallel, then links, then the folders' times; the folders written into are fsynced
+// at the end. A path refused or damaged is a problem in res; a local failure stops it.
+func placeAll(ctx context.Context, o Options, b *builder, keys []string, res *Result) error {
 	pl, err := newPlacer(o, b.stage)
 	if err != nil {
 		return err
@@ -117,24 +124,7 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 			}
 		}
 	}
-	bar := newProgress(o.Progress, "bytes", res.Bytes)
-	defer bar.done()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Parallel)
-	for _, st := range regular {
-		g.Go(func() error {
-			err := place(gctx, pl, st)
-			bar.add(st.size)
-			if err == nil {
-				return nil
-			}
-			if gctx.Err() != nil && !errors.Is(err, errFatal) {
-				return gctx.Err()
-			}
-			return fail(st, err)
-		})
-	}
-	if err := g.Wait(); err != nil {
+	if err := placeFiles(ctx, pl, regular, fail, newProgress(o.Progress, "bytes", res.Bytes)); err != nil {
 		return err
 	}
 	// Links last: no file of this restore is ever written through one.
@@ -152,21 +142,29 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 			}
 		}
 	}
-	// Folder times next to last: writing files into them changed them.
-	for _, st := range dirs {
-		if st.time <= 0 {
-			continue
-		}
-		r, name, err := pl.target(st.source, st.path)
-		if err != nil {
-			continue // reported above
-		}
-		if fi, err := r.Lstat(name); err == nil && fi.IsDir() {
-			t := time.Unix(0, st.time)
-			_ = r.Chtimes(name, t, t)
-		}
-	}
+	pl.dirTimes(dirs)
 	return pl.syncDirs()
+}
+
+// placeFiles places files and databases in parallel.
+func placeFiles(ctx context.Context, pl *placer, files []*fileState, fail func(*fileState, error) error, bar *progress) error {
+	defer bar.done()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pl.o.Parallel)
+	for _, st := range files {
+		g.Go(func() error {
+			err := place(gctx, pl, st)
+			bar.add(st.size)
+			if err == nil {
+				return nil
+			}
+			if gctx.Err() != nil && !errors.Is(err, errFatal) {
+				return gctx.Err()
+			}
+			return fail(st, err)
+		})
+	}
+	return g.Wait()
 }
 
 // errFatal marks a local failure (disk, permissions) that stops the restore, as opposed to

@@ -275,6 +275,23 @@ func (p *placer) symlink(r *os.Root, name, target string) error {
 	return nil
 }
 
+// dirTimes sets the folders' recorded times, after everything is written into them.
+func (p *placer) dirTimes(dirs []*fileState) {
+	for _, st := range dirs {
+		if st.time <= 0 {
+			continue
+		}
+		r, name, err := p.target(st.source, st.path)
+		if err != nil {
+			continue // reported when the folder was made
+		}
+		if fi, err := r.Lstat(name); err == nil && fi.IsDir() {
+			t := time.Unix(0, st.time)
+			_ = r.Chtimes(name, t, t)
+		}
+	}
+}
+
 // syncDirs fsyncs every folder written into, deepest first, so that the renames that put
 // the files in place are durable too.
 func (p *placer) syncDirs() error {
