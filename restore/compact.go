@@ -16,7 +16,7 @@ import (
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/segment"
-	"github.com/mmreplicate/mmreplicate/watcher"
+	"github.com/mmreplicate/mmreplicate/chunk"
 )
 
 // DefaultBlobGrace is how old an unreferenced blob must be before the sweep deletes it:
@@ -523,20 +523,20 @@ func (c *compactor) chunkFile(ctx context.Context, path string) ([]journal.Chunk
 		return nil, fmt.Errorf("compact: %w", err)
 	}
 	defer f.Close()
-	ch := watcher.NewChunker(f)
-	buf := make([]byte, watcher.ChunkMax)
+	ch := chunk.New(f)
+	buf := make([]byte, chunk.Max)
 	var refs []journal.ChunkRef
 	for {
-		chunk, err := ch.Next(buf)
+		piece, err := ch.Next(buf)
 		if errors.Is(err, io.EOF) {
 			return refs, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("compact: chunk %s: %w", filepath.Base(path), err)
 		}
-		ref := journal.ChunkRef{Hash: sha256Sum(chunk.Data), Size: uint32(chunk.Length)}
+		ref := journal.ChunkRef{Hash: sha256Sum(piece.Data), Size: uint32(piece.Length)}
 		refs = append(refs, ref)
-		if err := c.putBlob(ctx, ref.ID(), chunk.Data); err != nil {
+		if err := c.putBlob(ctx, ref.ID(), piece.Data); err != nil {
 			return nil, err
 		}
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
-	"github.com/mmreplicate/mmreplicate/watcher/sqlite"
+	"github.com/mmreplicate/mmreplicate/sqlitepage"
 )
 
 // dbImage tracks a SQLite database being rebuilt from a base image and transactions.
@@ -34,7 +34,7 @@ func (b *builder) applyDB(key string, st *fileState, r *journal.Record) error {
 		}
 		return nil
 	}
-	tx, err := sqlite.DecodeTxn(r.Data)
+	tx, err := sqlitepage.DecodeTxn(r.Data)
 	if err != nil {
 		return fmt.Errorf("restore: record %d: %w", r.Seq, err)
 	}
@@ -54,7 +54,7 @@ func (b *builder) applyDB(key string, st *fileState, r *journal.Record) error {
 	if err != nil {
 		return err
 	}
-	if err := sqlite.Apply(f, tx); err != nil {
+	if err := sqlitepage.Apply(f, tx); err != nil {
 		return fmt.Errorf("restore: %s: %w", st.path, err)
 	}
 	return nil
@@ -70,7 +70,7 @@ func finalizeDB(st *fileState) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errFatal, err)
 	}
-	err = sqlite.Finalize(f)
+	err = sqlitepage.Finalize(f)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -150,7 +150,7 @@ func FuzzDecodeTxn(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := tx.validate(); err != nil {
+		if err := tx.Validate(); err != nil {
 			t.Fatalf("decoded an invalid txn: %v", err)
 		}
 		if !bytes.Equal(EncodeTxn(tx), b) {
