@@ -11,7 +11,6 @@ import (
 	_ "modernc.org/sqlite" // the pure-Go driver: integrity checks of restored databases
 
 	"github.com/mmreplicate/mmreplicate/journal"
-	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/sqlitepage"
 )
 
@@ -20,23 +19,19 @@ type dbImage struct {
 	pageSize int
 }
 
-// applyDB applies one piece of a database base image or transaction.
+// applyDB applies one piece of a database base image or transaction (state.Step has
+// checked that the image has a base). A page set that cannot be read or does not fit
+// the image leaves the database incomplete, named by its record.
 func (b *builder) applyDB(key string, st *fileState, r *journal.Record) error {
-	if r.Op == journal.OpDBBase && r.Offset == 0 {
-		if err := b.reset(key, st, manifest.KindDB, false); err != nil {
-			return err
-		}
-		st.db = &dbImage{}
-	}
 	if st.db == nil {
-		if st.incomplete == "" {
-			st.incomplete = "database pages without a base image"
-		}
-		return nil
+		st.db = &dbImage{} // a compacted base: page size taken from this transaction
 	}
 	tx, err := sqlitepage.DecodeTxn(r.Data)
 	if err != nil {
-		return fmt.Errorf("restore: record %d: %w", r.Seq, err)
+		if st.incomplete == "" {
+			st.incomplete = fmt.Sprintf("record %d: %v", r.Seq, err)
+		}
+		return nil
 	}
 	if st.db.pageSize != 0 && tx.PageSize != st.db.pageSize && r.Op == journal.OpDBPages {
 		st.incomplete = fmt.Sprintf("page size changed without a new base (record %d)", r.Seq)
@@ -44,9 +39,6 @@ func (b *builder) applyDB(key string, st *fileState, r *journal.Record) error {
 	}
 	st.db.pageSize = tx.PageSize
 	st.size = int64(tx.DBPages) * int64(tx.PageSize)
-	if r.Mode != 0 {
-		st.mode = r.Mode
-	}
 	if b.stage == "" {
 		return nil
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -51,27 +50,6 @@ func (r *Report) OK() bool {
 		}
 	}
 	return true
-}
-
-// Hosts lists the hosts that have objects in the store.
-func Hosts(ctx context.Context, store objstore.Store) ([]string, error) {
-	seen := map[string]bool{}
-	err := store.List(ctx, "hosts/", func(o objstore.ObjectInfo) error {
-		rest := strings.TrimPrefix(o.Key, "hosts/")
-		if h, _, ok := strings.Cut(rest, "/"); ok {
-			seen[h] = true
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", store, err)
-	}
-	out := make([]string, 0, len(seen))
-	for h := range seen {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // Verify reads every segment and manifest of the hosts (all when hosts is empty), checks
@@ -204,7 +182,7 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 		hr.Oldest, hr.Newest, _ = cat.Window()
 		// Retention deletes the oldest segments once compacted manifests hold their state:
 		// that is no gap, but one compacted manifest must pick up where the segments start.
-		if first := cat.firstSeq(); first > 1 {
+		if first := cat.FirstSeq(); first > 1 {
 			joined := false
 			for _, x := range compacted {
 				joined = joined || x.Seq+1 >= first
