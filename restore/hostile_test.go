@@ -78,3 +78,18 @@ func TestHostileManifestEntryIsDamage(t *testing.T) {
 		t.Fatalf("restored %v", got)
 	}
 }
+
+// Verify names malformed records and hostile manifest entries.
+func TestVerifyNamesMalformedRecords(t *testing.T) {
+	st, _ := file.New(t.TempDir())
+	key := put(t, st, app(1, 0, "ok.jsonl", 0, "1\n"),
+		journal.Record{Seq: 2, Time: t0.Add(time.Second).UnixNano(), Op: journal.OpChunk, Path: "a"})
+	rep, err := Verify(context.Background(), st, []string{"h"}, 2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(rep.Hosts[0].Problems, "\n")
+	if rep.OK() || !strings.Contains(all, key) || !strings.Contains(all, "record 2") || !strings.Contains(all, "chunk id of 1") {
+		t.Fatalf("verify problems %q: want the short chunk id of record 2 in %s named", all, key)
+	}
+}

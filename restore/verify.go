@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/segment"
+	"github.com/mmreplicate/mmreplicate/state"
+	bucket "github.com/mmreplicate/mmreplicate/store"
 )
 
 // HostReport is what verify found for one host.
@@ -123,7 +126,12 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 				return nil
 			}
 			counts[i] = uint64(len(recs))
+			var bad []string
 			for _, r := range recs {
+				if err := state.Check(&r); err != nil {
+					bad = append(bad, err.Error())
+					continue
+				}
 				if r.Op == journal.OpFile {
 					list, _ := journal.DecodeChunks(r.Data)
 					for _, c := range list {
@@ -131,16 +139,15 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 					}
 				}
 			}
+			if len(bad) > 0 {
+				problems[i] = fmt.Sprintf("segment %s: malformed %s", in.Key, strings.Join(bad, "; "))
+			}
 			return nil
 		})
 	}
 	for _, in := range cat.Manifests {
 		g.Go(func() error {
-			body, err := store.Get(gctx, in.Key)
-			var x *manifest.Index
-			if err == nil {
-				x, err = manifest.Decode(body)
-			}
+			x, err := bucket.ReadManifest(gctx, store, in.Key)
 			if err != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
