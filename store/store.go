@@ -324,6 +324,7 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 	// The index needs every record after its starting point (restore, which also
 	// rebuilds content, needs more: see Plan.Start).
 	q := NewSequence(x.Seq + 1)
+	var damaged *segment.Info // the newest segment that could not be read
 	for _, s := range p.Segments {
 		if s.LastSeq <= x.Seq {
 			continue
@@ -340,7 +341,13 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 			if ctx.Err() != nil {
 				return out, ctx.Err()
 			}
+			if objstore.Temporary(err) {
+				// Not damage: the store did not answer. Taking it for a gap would stop
+				// the sink's manifests for nothing.
+				return out, fmt.Errorf("segment %s: %w", s.Key, err)
+			}
 			out.Problems = append(out.Problems, fmt.Sprintf("segment %s: %v", s.Key, err))
+			damaged = &s
 			continue
 		}
 		if g := q.Segment(s); g != nil {
@@ -358,6 +365,11 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 				out.Problems = append(out.Problems, fmt.Sprintf("segment %s: %v", s.Key, err))
 			}
 		}
+	}
+	// A damaged segment is named as a gap by the next readable one; the newest needs
+	// saying here.
+	if damaged != nil && damaged.LastSeq >= q.next && (latest || !damaged.FirstTime.After(at)) {
+		gap(Gap{From: q.next, To: damaged.LastSeq, Before: "the end (" + damaged.Key + " unreadable)"})
 	}
 	return out, nil
 }

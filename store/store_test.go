@@ -109,3 +109,23 @@ func TestBlobKeyRefusesBadIDs(t *testing.T) {
 		t.Fatalf("BlobKey(%q) = %q, %v", id, k, err)
 	}
 }
+
+// The newest segment damaged: its records are a gap too, though no segment follows.
+func TestLoadNamesDamagedLastSegment(t *testing.T) {
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSeg(t, st, rec(1, "a", 0, "1\n"))
+	last := []journal.Record{rec(2, "a", 2, "2\n"), rec(3, "a", 4, "3\n")}
+	if err := st.Put(context.Background(), segment.Key("h", last), []byte("not zstd")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(context.Background(), st, "h", time.Time{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Complete() || len(s.Gaps) != 1 || s.Gaps[0].From != 2 || s.Gaps[0].To != 3 {
+		t.Fatalf("gaps %+v, problems %v: want records 2-3", s.Gaps, s.Problems)
+	}
+}

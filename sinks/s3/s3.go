@@ -78,6 +78,9 @@ func (s *Sink) Open(ctx context.Context) error {
 		s.Log.Warn("store problem while loading the index; run verify", "problem", p)
 	}
 	x := st.Index
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gap = ""
 	if !st.Complete() {
 		// A manifest written now would claim a state the store cannot give: restores
 		// from it would no longer see that these records are missing.
