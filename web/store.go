@@ -41,7 +41,9 @@ func openReader(ctx context.Context, st objstore.Store, host, cacheDir string, c
 
 func (r *reader) close() error { return r.gw.Close() }
 
-func (r *reader) snapshot(t time.Time, latest bool) (*snapshot, error) { return r.gw.Snapshot(t, latest) }
+func (r *reader) snapshot(t time.Time, latest bool) (*snapshot, error) {
+	return r.gw.Snapshot(t, latest)
+}
 
 func (r *reader) window() (oldest, newest time.Time, ok bool, err error) { return r.gw.Window() }
 

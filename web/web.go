@@ -41,7 +41,7 @@ type Options struct {
 	ConfigPath string
 	// HostFlag adds --host to those commands (the console serves another host than
 	// the config's).
-	HostFlag bool
+	HostFlag   bool
 	CacheDir   string // where states are rebuilt; default the system's temporary folder
 	CacheBytes int64  // bound of the disk they use; default 2 GiB
 	Log        *slog.Logger
