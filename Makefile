@@ -12,7 +12,7 @@ VERSITYGW := $(TOOLS_BIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
 export MMR_VERSITYGW := $(VERSITYGW)
 
-.PHONY: help build test test-unit test-integration fuzz bench lint run tools clean
+.PHONY: help build test test-unit test-integration fuzz bench lint run tools browser screenshots clean
 
 help:
 	@echo "make run               build, set up ./demo and run the daemon on the embedded defaults"
@@ -22,6 +22,7 @@ help:
 	@echo "make fuzz              run every fuzz target for FUZZTIME (default 10s)"
 	@echo "make bench             measure loss window and ingest; see docs/BENCHMARKS.md"
 	@echo "make build             bin/mmreplicate with the version stamped"
+	@echo "make screenshots       PNGs of the web console's main pages into docs/screenshots"
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/mmreplicate ./cmd/mmreplicate
@@ -41,10 +42,19 @@ lint:
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-test-integration: tools build
+# The browser the web console's tests drive (Debian's chromium, headless).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing chromium for the web console's browser tests"; apt-get install -y chromium || \
+	    { apt-get update && apt-get install -y chromium; }; }
+
+screenshots: tools build browser
+	MMR_WEB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestWebConsoleInBrowser$$' ./e2e/
+
+test-integration: tools build browser
 	$(GO) test -count=1 -timeout 20m ./e2e/ ./objstore/... ./internal/...
 
-test: tools lint build
+test: tools lint build browser
 	$(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 

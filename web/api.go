@@ -247,6 +247,7 @@ func (c *Console) openAt(r *http.Request) (*snapshot, int, time.Time, bool, erro
 }
 
 type fileView struct {
+	Host     string   `json:"host"`
 	Path     string   `json:"path"`
 	At       string   `json:"at"`
 	Latest   bool     `json:"latest"`
@@ -268,7 +269,7 @@ func (c *Console) apiFile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer snap.Release()
 	f := snap.File(i)
-	v := fileView{Path: f.Name, At: fmtTime(t), Latest: latest, StateAt: fmtTime(snap.At), Size: f.Size,
+	v := fileView{Host: c.o.Host, Path: f.Name, At: fmtTime(t), Latest: latest, StateAt: fmtTime(snap.At), Size: f.Size,
 		Time: fmtTime(f.Time), Problems: snap.Problems}
 	if oldest, newest, ok, err := c.r.window(); err == nil && ok {
 		v.Oldest, v.Newest = fmtTime(oldest), fmtTime(newest)

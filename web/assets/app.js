@@ -72,7 +72,7 @@ function banner(problems) {
   }
 }
 
-function setMain(...kids) { $('main').replaceChildren(...kids); }
+function setMain(...kids) { $('main').replaceChildren(...kids.filter(k => k !== null && k !== undefined && k !== false)); }
 
 function fail(err) {
   setMain(el('p', { class: 'error', id: 'error' }, String(err.message || err)));
@@ -271,6 +271,8 @@ async function showFile() {
   if (my !== seq) return;
   setWindow(v.oldest, v.newest, v.at, v.latest);
   banner(v.problems);
+  $('host').textContent = 'host ' + v.host;
+  state.host = v.host;
   const at = v.latest ? v.state_at : v.at;
   let body;
   switch (v.kind) {
