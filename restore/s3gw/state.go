@@ -71,7 +71,7 @@ func (g *Gateway) buildState(in instant) (any, string, int64, error) {
 	dir := filepath.Join(g.root, "state-"+in.key)
 	_ = os.RemoveAll(dir)
 	res, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: in.at, To: dir,
-		Parallel: g.o.Parallel, Log: g.o.Log})
+		Parallel: g.o.Parallel, Log: g.o.Log, NoSync: true})
 	switch {
 	case errors.Is(err, restore.ErrNothing):
 		_ = os.RemoveAll(dir)
@@ -187,7 +187,7 @@ func (g *Gateway) buildVersion(key, file string, t int64) (any, string, int64, e
 	dir := filepath.Join(g.root, "version-"+key)
 	_ = os.RemoveAll(dir)
 	res, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: time.Unix(0, t), To: dir,
-		Sources: []string{source}, Paths: []string{escapeGlob(rel)}, Parallel: g.o.Parallel, Log: g.o.Log})
+		Sources: []string{source}, Paths: []string{escapeGlob(rel)}, Parallel: g.o.Parallel, Log: g.o.Log, NoSync: true})
 	if err != nil && !errors.Is(err, restore.ErrIncomplete) {
 		_ = os.RemoveAll(dir)
 		if errors.Is(err, restore.ErrNothing) {

@@ -65,7 +65,8 @@ function banner(problems) {
   b.replaceChildren();
   if (problems && problems.length) {
     b.append(el('strong', {}, 'Incomplete: this view lacks what the store could not give. '),
-      problems.join('\n'));
+      problems.join('\n'),
+      el('div', {}, 'Downloads of this state are refused; add partial=1 to a download address to get what is there.'));
     b.hidden = false;
   } else {
     b.hidden = true;
