@@ -360,6 +360,9 @@ func TestWebConsoleInBrowser(t *testing.T) {
 			document.querySelector('#timego').click(); return true; })()`)(ctx, tg)
 		return err
 	}), until(`document.querySelector('#filetext').textContent.includes('final v2')`))
+	if v := evalJS[bool](t, ctx, `(() => { const s = document.querySelector('#slider'); return s.value === s.max; })()`); !v {
+		t.Fatal("at -1s the slider is not at the end of the window")
+	}
 	screenshot(t, ctx, "web-file")
 
 	// Stored scripts in a Markdown and an HTML file never run: not in the console, not
@@ -420,9 +423,11 @@ func TestWebConsoleInBrowser(t *testing.T) {
 	}
 
 	// The tree at T1, and its folder download equals restore at T1 byte for byte.
-	page(t, ctx, "tree at T1", chromedp.Navigate(w.url+"/#browse?at="+url.QueryEscape(at1)),
-		until(`!!document.querySelector('#download-dir')`))
+	page(t, ctx, "sessions at T1", chromedp.Navigate(w.url+"/#browse?at="+url.QueryEscape(at1)+"&dir=sessions"),
+		until(`!!document.querySelector('#tree tr[data-path="sessions/reports"]')`))
 	screenshot(t, ctx, "web-browse")
+	page(t, ctx, "tree at T1", chromedp.Navigate(w.url+"/#browse?at="+url.QueryEscape(at1)),
+		until(`!!document.querySelector('#download-dir') && !document.querySelector('#tree tr[data-path="sessions/reports"]')`))
 	href := evalJS[string](t, ctx, `document.querySelector('#download-dir').href`)
 	code, hdr, body := webGet(t, href, true)
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Disposition"), "attachment;") {
@@ -453,5 +458,23 @@ func TestWebConsoleInBrowser(t *testing.T) {
 	_, _, body = webGet(t, w.url+"/api/status", true)
 	if err := json.Unmarshal(body, &st); err != nil || st.Files != 4 || st.Newest == "" {
 		t.Fatalf("store status: %v %s", err, body)
+	}
+}
+
+// Without web credentials `mmreplicate web` refuses to start (exit 2, naming the keys),
+// and the daemon's / says how to turn the console on while /status keeps working.
+func TestWebNeedsCredentials(t *testing.T) {
+	h := newHost(t, hostOpts{})
+	code, _, errs := mmr(t, "web", "--config", h.config, "--listen", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(errs, "web.username and web.password") {
+		t.Fatalf("web without credentials: exit %d, %s", code, errs)
+	}
+	h.start()
+	code, _, body := webGet(t, "http://"+h.http+"/", false)
+	if code != http.StatusNotFound || !strings.Contains(string(body), "web.username and web.password") {
+		t.Fatalf("daemon / without web credentials: %d %s", code, body)
+	}
+	if code, _, _ := webGet(t, "http://"+h.http+"/status", false); code != http.StatusOK {
+		t.Fatalf("/status: %d", code)
 	}
 }

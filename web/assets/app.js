@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = { view: 'status', at: '', dir: '', path: '', a: '', b: '' };
 let statusTimer = null;
 let windowMs = null; // [oldest, newest] in ms
+let sliderHeld = false; // the pointer is on the slider: answers do not move it
 let seq = 0; // answers of older requests are dropped
 
 function el(tag, attrs, ...kids) {
@@ -137,7 +138,7 @@ function setWindow(oldest, newest, at, latest) {
   s.disabled = false;
   s.min = String(windowMs[0]);
   s.max = String(windowMs[1]);
-  if (document.activeElement !== s) {
+  if (!sliderHeld) {
     s.value = String(latest ? windowMs[1] : Math.min(Math.max(Date.parse(at), windowMs[0]), windowMs[1]));
   }
   $('window').textContent = 'recoverable window ' + oldest + ' … ' + newest;
@@ -335,6 +336,8 @@ async function showDiff() {
 
 let debounce = null;
 document.addEventListener('DOMContentLoaded', () => {
+  $('slider').addEventListener('pointerdown', () => { sliderHeld = true; });
+  window.addEventListener('pointerup', () => { sliderHeld = false; });
   $('slider').addEventListener('input', () => {
     clearTimeout(debounce);
     debounce = setTimeout(() => {
