@@ -104,7 +104,10 @@ func (d *daemon) webConsole(ctx context.Context) (http.Handler, func()) {
 		return http.NotFoundHandler(), func() {}
 	}
 	con, err := web.New(ctx, web.Options{Store: d.drills.stores[0], Host: d.cfg.Host, Username: d.cfg.Web.Username,
-		Password: d.cfg.Web.Password, ConfigPath: d.cfg.Path, Status: func() any { return d.status() }, Log: d.log})
+		Password: d.cfg.Web.Password, ConfigPath: d.cfg.Path, Status: func() any { return d.status() }, Log: d.log,
+		// The daemon's own figures are live; counting the store's files rebuilds the
+		// newest state, which on a busy host is new every time: do it rarely.
+		StoreViewEvery: 10 * time.Minute})
 	if err != nil {
 		d.log.Error("web console", "err", err)
 		return http.NotFoundHandler(), func() {}

@@ -22,27 +22,47 @@ type sourceView struct {
 }
 
 type statusView struct {
-	Host     string       `json:"host"`
-	Now      string       `json:"now"`
-	Oldest   string       `json:"oldest,omitempty"`
-	Newest   string       `json:"newest,omitempty"`
-	Files    int          `json:"files"`
-	Bytes    int64        `json:"bytes"`
-	Sources  []sourceView `json:"sources"`
-	Problems []string     `json:"problems,omitempty"`
-	Daemon   any          `json:"daemon,omitempty"`
+	Host   string `json:"host"`
+	Now    string `json:"now"`
+	Oldest string `json:"oldest,omitempty"`
+	Newest string `json:"newest,omitempty"`
+	Files  int    `json:"files"`
+	Bytes  int64  `json:"bytes"`
+	// CountedAt is the newest change of the state Files, Bytes and Sources were counted
+	// in (that count is reused for a while).
+	CountedAt string       `json:"counted_at,omitempty"`
+	Sources   []sourceView `json:"sources"`
+	Problems  []string     `json:"problems,omitempty"`
+	Daemon    any          `json:"daemon,omitempty"`
 }
 
 func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
-	v := statusView{Host: c.o.Host, Now: fmtTime(c.o.Now()), Sources: []sourceView{}}
+	v := c.storeView()
+	v.Now = fmtTime(c.o.Now())
+	// The window is a listing only: always fresh.
+	if oldest, newest, ok, err := c.r.window(); err == nil && ok {
+		v.Oldest, v.Newest = fmtTime(oldest), fmtTime(newest)
+	}
 	if c.o.Status != nil {
 		v.Daemon = c.o.Status()
 	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// storeView is the store's side of the status page. Counting files means rebuilding the
+// newest state, so the view is reused for StoreViewEvery (the page refreshes far more
+// often, and on a busy host every refresh would otherwise rebuild).
+func (c *Console) storeView() statusView {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if c.view != nil && time.Since(c.viewAt) < c.o.StoreViewEvery {
+		return *c.view
+	}
+	v := statusView{Host: c.o.Host, Sources: []sourceView{}}
 	oldest, newest, ok, err := c.r.window()
 	if err != nil {
 		v.Problems = append(v.Problems, fmt.Sprintf("cannot list the store: %v", err))
-		writeJSON(w, http.StatusOK, v)
-		return
+		return v // not kept: the next refresh tries again
 	}
 	if ok {
 		v.Oldest, v.Newest = fmtTime(oldest), fmtTime(newest)
@@ -50,10 +70,10 @@ func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
 	snap, err := c.r.snapshot(time.Time{}, true)
 	if err != nil {
 		v.Problems = append(v.Problems, fmt.Sprintf("cannot rebuild the newest state: %v", err))
-		writeJSON(w, http.StatusOK, v)
-		return
+		return v
 	}
 	defer snap.Release()
+	v.CountedAt = fmtTime(snap.At)
 	v.Problems = append(v.Problems, snap.Problems...)
 	idx := map[string]int{}
 	last := map[string]time.Time{}
@@ -77,7 +97,8 @@ func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
 	for i := range v.Sources {
 		v.Sources[i].LastChange = fmtTime(last[v.Sources[i].Name])
 	}
-	writeJSON(w, http.StatusOK, v)
+	c.view, c.viewAt = &v, time.Now()
+	return v
 }
 
 // entry is one row of a folder listing.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mmreplicate/mmreplicate/objstore"
@@ -41,11 +42,14 @@ type Options struct {
 	ConfigPath string
 	// HostFlag adds --host to those commands (the console serves another host than
 	// the config's).
-	HostFlag   bool
-	CacheDir   string // where states are rebuilt; default the system's temporary folder
-	CacheBytes int64  // bound of the disk they use; default 2 GiB
-	Log        *slog.Logger
-	Now        func() time.Time // default time.Now
+	HostFlag bool
+	// StoreViewEvery is how long the store's side of the status page (files and bytes
+	// per source, which take rebuilding the newest state) is reused; default 1 minute.
+	StoreViewEvery time.Duration
+	CacheDir       string // where states are rebuilt; default the system's temporary folder
+	CacheBytes     int64  // bound of the disk they use; default 2 GiB
+	Log            *slog.Logger
+	Now            func() time.Time // default time.Now
 }
 
 // Console serves the pages and their JSON API.
@@ -53,6 +57,10 @@ type Console struct {
 	o   Options
 	r   *reader
 	mux *http.ServeMux
+
+	viewMu sync.Mutex
+	view   *statusView
+	viewAt time.Time
 }
 
 // New opens a console over o.Store. It lists the store on the first request.
@@ -68,6 +76,9 @@ func New(ctx context.Context, o Options) (*Console, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.StoreViewEvery <= 0 {
+		o.StoreViewEvery = time.Minute
 	}
 	r, err := openReader(ctx, o.Store, o.Host, o.CacheDir, o.CacheBytes, o.Log)
 	if err != nil {

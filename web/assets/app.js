@@ -169,7 +169,7 @@ async function showStatus(first) {
   const kids = [];
   kids.push(el('div', { class: 'cards' },
     card('Host', s.host),
-    card('Files stored (newest state)', s.files.toLocaleString(), fmtSize(s.bytes), 'stored-files'),
+    card('Files stored', s.files.toLocaleString(), fmtSize(s.bytes) + (s.counted_at ? ' · counted in the state of ' + s.counted_at : ''), 'stored-files'),
     card('Newest change stored', s.newest || 'none', fmtAge(s.newest), 'stored-newest'),
     card('Recoverable from', s.oldest || 'none', fmtAge(s.oldest))));
   kids.push(el('h2', {}, 'Sources in the store'),
