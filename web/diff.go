@@ -10,15 +10,16 @@ type diffView struct {
 	Path string `json:"path"`
 	// Kind is "lines" (a line diff) or "appended" (the later version of a transcript
 	// only added lines: those are listed).
-	Kind     string     `json:"kind"`
-	Binary   bool       `json:"binary,omitempty"`
-	ASize    int        `json:"a_size"`
-	BSize    int        `json:"b_size"`
-	Added    int        `json:"added"`
-	Removed  int        `json:"removed"`
-	Lines    []diffLine `json:"lines"`
-	Coarse   bool       `json:"coarse,omitempty"` // too large for a line-by-line match: shown as replaced
-	Problems []string   `json:"problems,omitempty"`
+	Kind      string     `json:"kind"`
+	Binary    bool       `json:"binary,omitempty"`
+	ASize     int        `json:"a_size"`
+	BSize     int        `json:"b_size"`
+	Added     int        `json:"added"`
+	Removed   int        `json:"removed"`
+	Lines     []diffLine `json:"lines"`
+	Coarse    bool       `json:"coarse,omitempty"`    // too large for a line-by-line match: shown as replaced
+	Truncated bool       `json:"truncated,omitempty"` // only the first maxDiffLines lines are listed
+	Problems  []string   `json:"problems,omitempty"`
 }
 
 // diffLine is one line of a difference: Op is ' ' (in both), '-' (only in a) or '+'.
@@ -31,7 +32,18 @@ type diffLine struct {
 // the common start and end are set aside).
 const maxCells = 4 << 20
 
+// maxDiffLines bounds the lines a difference lists (the counts cover all of them).
+const maxDiffLines = 20000
+
 func diff(name string, a, b []byte) diffView {
+	d := diffAll(name, a, b)
+	if len(d.Lines) > maxDiffLines {
+		d.Lines, d.Truncated = d.Lines[:maxDiffLines], true
+	}
+	return d
+}
+
+func diffAll(name string, a, b []byte) diffView {
 	d := diffView{Path: name, Kind: "lines", ASize: len(a), BSize: len(b), Lines: []diffLine{}}
 	if !isText(a, false) || !isText(b, false) {
 		d.Binary = true

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -265,5 +266,33 @@ func TestGapIsShown(t *testing.T) {
 	resp, _ = get(t, srv, "/download?dir=workspaces&partial=1", true)
 	if resp.StatusCode != 200 {
 		t.Fatalf("partial=1: %d", resp.StatusCode)
+	}
+}
+
+func TestDiffBounds(t *testing.T) {
+	gen := func(n int) (string, string) {
+		var a, b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&a, "line %d\n", i)
+			fmt.Fprintf(&b, "line %d\n", i)
+			if i%2 == 0 {
+				fmt.Fprintf(&b, "new %d\n", i)
+			}
+		}
+		return a.String(), b.String()
+	}
+	a, b := gen(1500) // matched line by line
+	if d := diff("x.txt", []byte(a), []byte(b)); d.Added != 750 || d.Removed != 0 || len(d.Lines) != 2250 || d.Truncated || d.Coarse {
+		t.Fatalf("1500 lines: added %d removed %d lines %d truncated %v coarse %v", d.Added, d.Removed, len(d.Lines), d.Truncated, d.Coarse)
+	}
+	a, b = gen(30000) // too large to match: shown as replaced, listing bounded
+	if d := diff("x.txt", []byte(a), []byte(b)); !d.Coarse || !d.Truncated || len(d.Lines) != maxDiffLines || d.Added+d.Removed != 30000+45000-4 {
+		t.Fatalf("30000 lines: added %d removed %d lines %d truncated %v coarse %v", d.Added, d.Removed, len(d.Lines), d.Truncated, d.Coarse)
+	}
+	if d := diff("x.bin", []byte("a\x00"), []byte("b")); !d.Binary {
+		t.Fatal("binary content not flagged")
+	}
+	if d := diff("t.jsonl", []byte("{}\n"), []byte("{}\n{\"a\":1}\n")); d.Kind != "appended" || d.Added != 1 {
+		t.Fatalf("appended: %+v", d)
 	}
 }

@@ -326,7 +326,7 @@ async function showDiff() {
   if (my !== seq) return;
   banner(d.problems);
   const head = el('h2', {}, 'From A ' + state.a + ' to B ' + state.b + ': ' +
-    (d.kind === 'appended' ? d.added + ' lines added' : '+' + d.added + ' −' + d.removed + ' lines') + (d.coarse ? ' (too large to match line by line)' : ''));
+    (d.kind === 'appended' ? d.added + ' lines added' : '+' + d.added + ' −' + d.removed + ' lines') + (d.coarse ? ' (too large to match line by line)' : '') + (d.truncated ? ' (only the first lines are listed)' : ''));
   if (d.binary) { area.replaceChildren(head, el('p', { id: 'diff' }, 'Binary content: ' + d.a_size + ' → ' + d.b_size + ' bytes.')); return; }
   area.replaceChildren(head, el('div', { class: 'diff', id: 'diff', 'data-kind': d.kind },
     d.lines.map(l => el('div', { class: l.op === '+' ? 'add' : l.op === '-' ? 'del' : 'same' }, l.op + ' ' + l.text))));
