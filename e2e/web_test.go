@@ -258,6 +258,7 @@ const (
 	transcriptV2 = `{"role":"assistant","content":"The scout report is final."}` + "\n"
 	reportV1     = "# Scout report\nstatus: draft v1\n<script>window.__pwned = 1; document.title = 'pwned';</script>\n"
 	reportV2     = "# Scout report\nstatus: final v2\n<script>window.__pwned = 1; document.title = 'pwned';</script>\n"
+	hostileName  = `<img src=x onerror="window.__pwned=4">.md`
 	hostilePage  = "<html><head><title>pwned</title><script>window.__pwned = 2; document.title = 'pwned';</script></head>" +
 		"<body><img src=x onerror=\"window.__pwned = 3\"><p>hello</p></body></html>\n"
 )
@@ -276,6 +277,7 @@ func TestWebConsoleInBrowser(t *testing.T) {
 	h.appendLine("main/sessions/scout.jsonl", transcriptV1)
 	h.writeFile("reports/scout.md", reportV1)
 	h.writeFile("reports/page.html", hostilePage)
+	h.writeFile("reports/"+hostileName, "a file whose name is markup\n")
 	dbPath := filepath.Join(h.src, "db", "tasks.sqlite")
 	os.MkdirAll(filepath.Dir(dbPath), 0o755)
 	db, err := sql.Open("sqlite", dbPath)
@@ -291,7 +293,7 @@ func TestWebConsoleInBrowser(t *testing.T) {
 	db.Close()
 	h.waitLatest(func(m map[string]string) bool {
 		return m["sessions/reports/scout.md"] == reportV1 && m["sessions/main/sessions/scout.jsonl"] == transcriptV1 &&
-			m["sessions/db/tasks.sqlite"] != "" && m["sessions/reports/page.html"] == hostilePage
+			m["sessions/db/tasks.sqlite"] != "" && m["sessions/reports/page.html"] == hostilePage && m["sessions/reports/"+hostileName] != ""
 	}, 30*time.Second)
 	t1 := time.Now().UTC().Truncate(time.Millisecond).Add(time.Millisecond)
 	time.Sleep(1500 * time.Millisecond)
@@ -434,7 +436,7 @@ func TestWebConsoleInBrowser(t *testing.T) {
 		t.Fatalf("download %s: %d %q %s", href, code, hdr.Get("Content-Disposition"), body)
 	}
 	got, want := untar(t, body), tree(t, h.restore(at1))
-	if len(want) != 4 || !equal(got, want) {
+	if len(want) != 5 || !equal(got, want) {
 		t.Fatalf("the .tar.gz at T1 differs from restore --at %s: %s", at1, diff(got, want))
 	}
 	if got["sessions/reports/scout.md"] != reportV1 {
@@ -443,9 +445,15 @@ func TestWebConsoleInBrowser(t *testing.T) {
 	// And a folder below a source.
 	page(t, ctx, "reports at T1", chromedp.Navigate(w.url+"/#browse?at="+url.QueryEscape(at1)+"&dir=sessions/reports"),
 		until(`!!document.querySelector('#download-dir') && document.querySelector('#crumbs').textContent.includes('reports')`))
+	if evalJS[bool](t, ctx, `window.__pwned !== undefined || document.querySelectorAll('#main img').length > 0`) {
+		t.Fatal("a stored file name was rendered as HTML")
+	}
+	if names := evalJS[string](t, ctx, `document.querySelector('#tree').innerText`); !strings.Contains(names, hostileName) {
+		t.Fatalf("the file named like markup is not listed by its name:\n%s", names)
+	}
 	href = evalJS[string](t, ctx, `document.querySelector('#download-dir').href`)
 	_, _, body = webGet(t, href, true)
-	if got := untar(t, body); len(got) != 2 || got["sessions/reports/page.html"] != want["sessions/reports/page.html"] || got["sessions/reports/scout.md"] != want["sessions/reports/scout.md"] {
+	if got := untar(t, body); len(got) != 3 || got["sessions/reports/page.html"] != want["sessions/reports/page.html"] || got["sessions/reports/scout.md"] != want["sessions/reports/scout.md"] {
 		t.Fatalf("reports folder at T1: %v", got)
 	}
 
@@ -456,7 +464,7 @@ func TestWebConsoleInBrowser(t *testing.T) {
 		Newest string `json:"newest"`
 	}
 	_, _, body = webGet(t, w.url+"/api/status", true)
-	if err := json.Unmarshal(body, &st); err != nil || st.Files != 4 || st.Newest == "" {
+	if err := json.Unmarshal(body, &st); err != nil || st.Files != 5 || st.Newest == "" {
 		t.Fatalf("store status: %v %s", err, body)
 	}
 }
