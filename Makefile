@@ -12,11 +12,11 @@ VERSITYGW := $(TOOLS_BIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
 export MMR_VERSITYGW := $(VERSITYGW)
 
-.PHONY: help build test test-unit test-integration fuzz bench lint run tools browser screenshots clean
+.PHONY: help build test test-unit test-integration fuzz bench lint run tools deps screenshots clean
 
 help:
 	@echo "make run               build, set up ./demo and run the daemon on the embedded defaults"
-	@echo "make test              lint, unit and integration tests (builds the S3 test server once)"
+	@echo "make test              installs the test tools, then lint, unit and integration tests (builds the S3 test server once)"
 	@echo "make test-unit         fast unit tests only"
 	@echo "make test-integration  end-to-end tests against real NATS and S3 servers"
 	@echo "make fuzz              run every fuzz target for FUZZTIME (default 10s)"
@@ -26,6 +26,10 @@ help:
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/mmreplicate ./cmd/mmreplicate
+
+# The programs the integration tests drive (Debian packages; installed when run as root).
+deps:
+	@scripts/test-deps.sh
 
 # The S3 server the tests run against, built once and kept in $(TOOLS_BIN).
 tools: $(VERSITYGW)
@@ -42,19 +46,14 @@ lint:
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-# The browser the web console's tests drive (Debian's chromium, headless).
-browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  { echo "installing chromium for the web console's browser tests"; apt-get install -y chromium || \
-	    { apt-get update && apt-get install -y chromium; }; }
-
-screenshots: tools build browser
+# PNGs of the web console's main pages, taken by its browser test.
+screenshots: deps tools build
 	MMR_WEB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestWebConsoleInBrowser$$' ./e2e/
 
-test-integration: tools build browser
+test-integration: deps tools build
 	$(GO) test -count=1 -timeout 20m ./e2e/ ./objstore/... ./internal/...
 
-test: tools lint build browser
+test: deps tools lint build
 	$(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
@@ -63,8 +62,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./journal/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./segment/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./timespec/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTxn$$' -fuzztime $(FUZZTIME) ./watcher/sqlite/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTxn$$' -fuzztime $(FUZZTIME) ./sqlitepage/
 	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./redact/
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./state/
 
 bench: tools build
 	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/ | tee bench.out
