@@ -30,7 +30,15 @@ function qs(params) {
   return p.toString();
 }
 
+// api fetches a JSON answer; a request for an instant (which may rebuild the state at it)
+// dims the page until it answers.
 async function api(path, params) {
+  if (!('at' in params)) return fetchJSON(path, params);
+  $('main').classList.add('loading');
+  try { return await fetchJSON(path, params); } finally { $('main').classList.remove('loading'); }
+}
+
+async function fetchJSON(path, params) {
   const r = await fetch(path + '?' + qs(params), { credentials: 'same-origin', cache: 'no-store' });
   let body;
   try { body = await r.json(); } catch (e) { throw new Error(path + ': HTTP ' + r.status); }
