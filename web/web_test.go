@@ -296,3 +296,22 @@ func TestDiffBounds(t *testing.T) {
 		t.Fatalf("appended: %+v", d)
 	}
 }
+
+// An empty store is a page saying so, not an error.
+func TestEmptyStore(t *testing.T) {
+	srv := newFixture(t).serve()
+	var tv treeView
+	getJSON(t, srv, "/api/tree", &tv)
+	if len(tv.Entries) != 0 || tv.StateAt != "" || len(tv.Problems) != 0 {
+		t.Fatalf("empty tree: %+v", tv)
+	}
+	var sv statusView
+	getJSON(t, srv, "/api/status", &sv)
+	if sv.Files != 0 || sv.Newest != "" {
+		t.Fatalf("empty status: %+v", sv)
+	}
+	resp, _ := get(t, srv, "/api/file?path=sessions/a.jsonl", true)
+	if resp.StatusCode != 404 {
+		t.Fatalf("file in an empty store: %d", resp.StatusCode)
+	}
+}
