@@ -3,6 +3,7 @@ package web
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,10 +31,12 @@ type statusView struct {
 	Bytes  int64  `json:"bytes"`
 	// CountedAt is the newest change of the state Files, Bytes and Sources were counted
 	// in (that count is reused for a while).
-	CountedAt string       `json:"counted_at,omitempty"`
-	Sources   []sourceView `json:"sources"`
-	Problems  []string     `json:"problems,omitempty"`
-	Daemon    any          `json:"daemon,omitempty"`
+	CountedAt string `json:"counted_at,omitempty"`
+	// Hosts are every host the store holds (the console shows Host).
+	Hosts    []string     `json:"hosts"`
+	Sources  []sourceView `json:"sources"`
+	Problems []string     `json:"problems,omitempty"`
+	Daemon   any          `json:"daemon,omitempty"`
 }
 
 func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
@@ -58,7 +61,12 @@ func (c *Console) storeView() statusView {
 	if c.view != nil && time.Since(c.viewAt) < c.o.StoreViewEvery {
 		return *c.view
 	}
-	v := statusView{Host: c.o.Host, Sources: []sourceView{}}
+	v := statusView{Host: c.o.Host, Sources: []sourceView{}, Hosts: []string{}}
+	if hosts, err := c.r.hosts(context.Background()); err == nil {
+		v.Hosts = hosts
+	} else {
+		v.Problems = append(v.Problems, fmt.Sprintf("cannot list the hosts of the store: %v", err))
+	}
 	oldest, newest, ok, err := c.r.window()
 	if err != nil {
 		v.Problems = append(v.Problems, fmt.Sprintf("cannot list the store: %v", err))

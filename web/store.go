@@ -11,6 +11,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/restore/s3gw"
+	"github.com/mmreplicate/mmreplicate/store"
 )
 
 // errNoVersion means a file was not a regular file at the instant asked.
@@ -29,14 +30,17 @@ type version = s3gw.Version
 type versionFile = s3gw.VersionFile
 
 // reader is what the console reads the store through.
-type reader struct{ gw *s3gw.Gateway }
+type reader struct {
+	gw *s3gw.Gateway
+	st objstore.Store
+}
 
 func openReader(ctx context.Context, st objstore.Store, host, cacheDir string, cacheBytes int64, log *slog.Logger) (*reader, error) {
 	gw, err := s3gw.New(ctx, s3gw.Options{Store: st, Host: host, CacheDir: cacheDir, MaxBytes: cacheBytes, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	return &reader{gw: gw}, nil
+	return &reader{gw: gw, st: st}, nil
 }
 
 func (r *reader) close() error { return r.gw.Close() }
@@ -56,3 +60,6 @@ func (r *reader) versionAt(file string, t time.Time) (*versionFile, error) {
 	}
 	return v, err
 }
+
+// hosts lists the hosts the store holds.
+func (r *reader) hosts(ctx context.Context) ([]string, error) { return store.Hosts(ctx, r.st) }

@@ -175,6 +175,11 @@ func TestTreeAtInstantsAndFileKinds(t *testing.T) {
 	if !tv.Latest || len(tv.Entries) != 2 || tv.Entries[0].Name != "sessions" || tv.Entries[1].Files != 3 {
 		t.Fatalf("tree latest: %+v", tv)
 	}
+	var sv statusView
+	getJSON(t, srv, "/api/status", &sv)
+	if len(sv.Hosts) != 1 || sv.Hosts[0] != testHost || sv.Files != 4 || len(sv.Sources) != 2 || sv.Sources[1].Files != 3 {
+		t.Fatalf("status: %+v", sv)
+	}
 	var fv fileView
 	getJSON(t, srv, "/api/file?path=workspaces/notes.md&at=-59m55s", &fv)
 	if fv.Kind != "text" || *fv.Text != "one\ntwo\nthree\n" {

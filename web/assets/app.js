@@ -180,6 +180,9 @@ async function showStatus(first) {
     card('Files stored', s.files.toLocaleString(), fmtSize(s.bytes) + (s.counted_at ? ' · counted in the state of ' + s.counted_at : ''), 'stored-files'),
     card('Newest change stored', s.newest || 'none', fmtAge(s.newest), 'stored-newest'),
     card('Recoverable from', s.oldest || 'none', fmtAge(s.oldest))));
+  if (s.hosts && s.hosts.length > 1) {
+    kids.push(el('p', { id: 'hosts' }, 'Hosts in this store: ' + s.hosts.join(', ') + '. This console shows ' + s.host + '; mmreplicate web --host NAME shows another.'));
+  }
   kids.push(el('h2', {}, 'Sources in the store'),
     tableOf(s.sources, [['Source', r => link('browse', { dir: r.name }, r.name)], ['Files', r => r.files], ['Bytes', r => fmtSize(r.bytes)], ['Last change', r => r.last_change + ' (' + fmtAge(r.last_change) + ')']], 'store-sources'));
   const d = s.daemon;
