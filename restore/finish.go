@@ -199,14 +199,14 @@ func place(ctx context.Context, pl *placer, st *fileState) error {
 	stage := pl.stage
 	if st.pending() {
 		// Compacted content no later record touched: its chunks are the whole file.
-		if st.tmp, err = stageChunks(ctx, pl.o.Store, stage, "base-*", st.chunks); err != nil {
+		if st.tmp, err = stageChunks(ctx, pl.o.Store, !pl.o.NoSync, stage, "base-*", st.chunks); err != nil {
 			return err
 		}
 	}
 	tmp := st.tmp
 	switch st.kind {
 	case manifest.KindFile:
-		if tmp, err = stageChunks(ctx, pl.o.Store, stage, "blob-*", st.chunks); err != nil {
+		if tmp, err = stageChunks(ctx, pl.o.Store, !pl.o.NoSync, stage, "blob-*", st.chunks); err != nil {
 			return err
 		}
 		if err := checkStaged(tmp, st.size, false); err != nil { // fsynced by stageChunks
@@ -230,7 +230,7 @@ func place(ctx context.Context, pl *placer, st *fileState) error {
 			if err := wholeLines(tmp); err != nil {
 				return fmt.Errorf("%w: %w", errFatal, err)
 			}
-			if err := checkStaged(tmp, -1, true); err != nil {
+			if err := checkStaged(tmp, -1, !pl.o.NoSync); err != nil {
 				return err
 			}
 		} else if st.size != 0 {
@@ -261,14 +261,15 @@ func place(ctx context.Context, pl *placer, st *fileState) error {
 	return pl.moveIn(tmp, r, name)
 }
 
-// stageChunks writes chunks into a new staging file, fsynced, and returns its name.
-func stageChunks(ctx context.Context, store objstore.Store, stage, pattern string, chunks []journal.ChunkRef) (string, error) {
+// stageChunks writes chunks into a new staging file, fsynced when sync is set, and returns
+// its name.
+func stageChunks(ctx context.Context, store objstore.Store, sync bool, stage, pattern string, chunks []journal.ChunkRef) (string, error) {
 	f, err := os.CreateTemp(stage, pattern)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errFatal, err)
 	}
 	err = assemble(ctx, store, f, chunks)
-	if err == nil {
+	if err == nil && sync {
 		if serr := f.Sync(); serr != nil {
 			err = fmt.Errorf("%w: fsync: %w", errFatal, serr)
 		}

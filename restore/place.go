@@ -203,7 +203,7 @@ func (p *placer) moveIn(tmp string, r *os.Root, name string) error {
 	if err == nil {
 		err = out.Chmod(fi.Mode().Perm())
 	}
-	if err == nil {
+	if err == nil && !p.o.NoSync {
 		err = out.Sync()
 	}
 	if cerr := out.Close(); err == nil {
@@ -295,6 +295,9 @@ func (p *placer) dirTimes(dirs []*fileState) {
 // syncDirs fsyncs every folder written into, deepest first, so that the renames that put
 // the files in place are durable too.
 func (p *placer) syncDirs() error {
+	if p.o.NoSync {
+		return nil // a rebuild into a cache
+	}
 	var errs []error
 	for r, m := range p.dirs {
 		dirs := make([]string, 0, len(m))

@@ -133,6 +133,9 @@ func (g *Gateway) object(bucket, key string, rr *gofakes3.ObjectRangeRequest, bo
 		return nil, g.s3Error(err)
 	}
 	defer g.states.release(e)
+	if err := problem(st.problems); err != nil { // never a partial tree
+		return nil, incomplete("the state at "+ns[1:], err)
+	}
 	i := st.find(rest)
 	if i < 0 {
 		return nil, gofakes3.KeyNotFound(key)
@@ -168,6 +171,9 @@ func (g *Gateway) historyObject(key, rest string, rr *gofakes3.ObjectRangeReques
 		return nil, g.s3Error(err)
 	}
 	defer g.versions.release(e)
+	if err := problem(v.problems); err != nil {
+		return nil, incomplete(file+" at "+rest[i+1:], err)
+	}
 	meta := metadata(file, timeOf(t.UnixNano()))
 	meta[etagHeader] = versionETag(g.o.Host, file, t.UnixNano())
 	obj := &gofakes3.Object{Name: key, Metadata: meta, Size: v.meta.size, Hash: v.meta.md5[:]}

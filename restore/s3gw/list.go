@@ -216,6 +216,9 @@ func (g *Gateway) listNamespace(ns, prefix, delim, marker string, p *page) (bool
 		return false, err
 	}
 	defer g.states.release(e)
+	if err := problem(st.problems); err != nil { // never a partial tree
+		return false, incomplete("the state at "+ns[1:], err)
+	}
 	return walkSorted(st.names, base, relPrefix, delim, rel, p, func(i int) (*gofakes3.Content, error) {
 		f := st.files[i]
 		return &gofakes3.Content{LastModified: gofakes3.NewContentTime(f.mtime), ETag: md5ETag(f.md5),

@@ -26,6 +26,9 @@ type state struct {
 	root  string
 	names []string // "<source>/<path>", sorted bytewise as S3 listings are
 	files []fileMeta
+	// problems name what the rebuild could not have (a gap, a damaged or missing object):
+	// the state holds everything else.
+	problems []string
 }
 
 // fileMeta is what listings and HEAD show of one file.
@@ -69,20 +72,21 @@ func (g *Gateway) buildState(in instant) (any, string, int64, error) {
 	start := time.Now()
 	dir := filepath.Join(g.root, "state-"+in.key)
 	_ = os.RemoveAll(dir)
-	_, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: in.at, To: dir,
-		Parallel: g.o.Parallel, Log: g.o.Log})
+	res, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: in.at, To: dir,
+		Parallel: g.o.Parallel, Log: g.o.Log, NoSync: true})
 	switch {
 	case errors.Is(err, restore.ErrNothing):
 		_ = os.RemoveAll(dir)
 		return &state{}, "", 0, nil
 	case errors.Is(err, restore.ErrIncomplete):
-		// Never a silently partial tree: the request fails naming what is missing or
-		// damaged, and the next one tries again (the store may have been repaired).
-		_ = os.RemoveAll(dir)
-		g.o.Log.Error("serve-s3: the state is incomplete: not served", "at", timespec.Format(in.at), "err", err)
-		return nil, "", 0, incomplete(fmt.Sprintf("the state at %s", timespec.Format(in.at)), err)
+		// Kept with its problems: the web console shows it under a banner naming them;
+		// the S3 endpoint never serves it as if it were whole (see problem).
+		g.o.Log.Warn("serve-s3: the state is incomplete", "at", timespec.Format(in.at), "err", err)
 	case err != nil:
 		_ = os.RemoveAll(dir)
+		return nil, "", 0, fmt.Errorf("rebuild the state at %s: %w", timespec.Format(in.at), err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil { // a restore that found only damage wrote nothing
 		return nil, "", 0, fmt.Errorf("rebuild the state at %s: %w", timespec.Format(in.at), err)
 	}
 	st, n, err := scan(dir)
@@ -90,6 +94,7 @@ func (g *Gateway) buildState(in instant) (any, string, int64, error) {
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, err
 	}
+	st.problems = res.Problems
 	g.o.Log.Info("serve-s3: state rebuilt", "at", timespec.Format(in.at), "files", len(st.names), "bytes", n,
 		"took", time.Since(start).Round(time.Millisecond))
 	return st, dir, n, nil
@@ -177,8 +182,9 @@ var errNoVersion = errors.New("no such version")
 
 // version is one file's content at one of its change times.
 type version struct {
-	path string
-	meta fileMeta
+	path     string
+	meta     fileMeta
+	problems []string
 }
 
 // versionAt returns the content of file ("<source>/<path>") as of its change at t,
@@ -196,18 +202,17 @@ func (g *Gateway) buildVersion(key, file string, t int64) (any, string, int64, e
 	source, rel, _ := strings.Cut(file, "/")
 	dir := filepath.Join(g.root, "version-"+key)
 	_ = os.RemoveAll(dir)
-	_, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: time.Unix(0, t), To: dir,
-		Sources: []string{source}, Paths: []string{escapeGlob(rel)}, Parallel: g.o.Parallel, Log: g.o.Log})
+	res, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: time.Unix(0, t), To: dir,
+		Sources: []string{source}, Paths: []string{escapeGlob(rel)}, Parallel: g.o.Parallel, Log: g.o.Log, NoSync: true})
 	switch {
 	case errors.Is(err, restore.ErrNothing):
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, errNoVersion
 	case errors.Is(err, restore.ErrIncomplete):
-		// The version may be the part that is missing: not served.
-		_ = os.RemoveAll(dir)
-		g.o.Log.Error("serve-s3: a history version is incomplete: not served", "file", file,
+		// Kept with its problems, which the S3 endpoint answers with instead of the
+		// content (the version may be the part that is missing).
+		g.o.Log.Warn("serve-s3: a history version is incomplete", "file", file,
 			"at", timespec.Format(time.Unix(0, t)), "err", err)
-		return nil, "", 0, incomplete(fmt.Sprintf("%s at %s", file, timespec.Format(time.Unix(0, t))), err)
 	case err != nil:
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, fmt.Errorf("rebuild %s at %s: %w", file, timespec.Format(time.Unix(0, t)), err)
@@ -217,15 +222,18 @@ func (g *Gateway) buildVersion(key, file string, t int64) (any, string, int64, e
 	m, err := versionMeta(dir, source, rel)
 	if err != nil {
 		_ = os.RemoveAll(dir)
+		if perr := problem(res.Problems); perr != nil { // missing because of the damage
+			return nil, "", 0, incomplete(fmt.Sprintf("%s at %s", file, timespec.Format(time.Unix(0, t))), perr)
+		}
 		return nil, "", 0, err
 	}
-	return &version{path: filepath.Join(dir, source, filepath.FromSlash(rel)), meta: m}, dir, m.size, nil
+	return &version{path: filepath.Join(dir, source, filepath.FromSlash(rel)), meta: m, problems: res.Problems}, dir, m.size, nil
 }
 
 // versionMeta reads the rebuilt file rel of source under dir through an os.Root: a name
 // that is not a plain relative path, or that runs through a link, is no version.
 func versionMeta(dir, source, rel string) (fileMeta, error) {
-	if !cleanName(source) || strings.Contains(source, "/") || !cleanName(rel) {
+	if strings.Contains(source, "/") || !cleanName(source+"/"+rel) {
 		return fileMeta{}, errNoVersion
 	}
 	root, err := os.OpenRoot(dir)
@@ -256,24 +264,19 @@ func versionMeta(dir, source, rel string) (fileMeta, error) {
 	return hashOpen(f)
 }
 
-// cleanName reports whether p is a clean relative slash path: no "." or ".." element,
-// no empty element, not absolute, no NUL.
-func cleanName(p string) bool {
-	if p == "" || strings.IndexByte(p, 0) >= 0 || path.IsAbs(p) {
-		return false
-	}
-	for _, el := range strings.Split(p, "/") {
-		if el == "" || el == "." || el == ".." {
-			return false
-		}
-	}
-	return true
-}
-
 // incomplete is the answer to a request for a state or version that could not be
 // rebuilt whole: an S3 error whose message names what is missing or damaged.
 func incomplete(what string, err error) error {
 	return gofakes3.ErrorMessage(gofakes3.ErrInternal, fmt.Sprintf("%s is incomplete: %v", what, err))
+}
+
+// problem is why the S3 endpoint does not serve a rebuilt state or version: what it
+// lacks, named (nil when it is whole).
+func problem(problems []string) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", restore.ErrIncomplete, strings.Join(problems, "; "))
 }
 
 // escapeGlob quotes a path so that restore's glob filter matches exactly that path.
