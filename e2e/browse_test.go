@@ -52,7 +52,7 @@ func TestBrowseCommands(t *testing.T) {
 	d.stop(t)
 	run := func(args ...string) (string, string) {
 		t.Helper()
-		code, out, errs := mmr(t, append(append([]string{args[0], "--config", h.config}, args[1:]...))...)
+		code, out, errs := mmr(t, append([]string{args[0], "--config", h.config}, args[1:]...)...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
 		}
