@@ -83,7 +83,8 @@ func Match(globs []string, key string) bool {
 			return true
 		}
 		// A folder matches everything under it, as `ls DIR` does.
-		if g != "" && !strings.ContainsAny(g, "*?[{") && strings.HasPrefix(key, strings.TrimSuffix(g, "/")+"/") {
+		if dir := strings.TrimSuffix(g, "/") + "/"; g != "" && !strings.ContainsAny(g, "*?[{\\") &&
+			(strings.HasPrefix(key, dir) || strings.HasPrefix(rel, dir)) {
 			return true
 		}
 	}

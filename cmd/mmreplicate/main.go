@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -131,23 +132,39 @@ func (f flags) parseError(err error) error {
 }
 
 // parseArgs parses flags and positional arguments in any order (`ls GLOB --json` as well
-// as `ls --json GLOB`); "--" ends the flags.
+// as `ls --json GLOB`); a negative duration such as -2h is a positional TIME, not a flag,
+// unless it is a flag's value; "--" ends the flags.
 func (f flags) parseArgs(args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := f.Parse(args); err != nil {
-			return nil, f.parseError(err)
+	var pos, flagArgs []string
+	value := false // the next argument is the value of the flag before it
+	for i, a := range args {
+		switch {
+		case value:
+			flagArgs, value = append(flagArgs, a), false
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			return pos, f.parseFlags(flagArgs)
+		case len(a) > 1 && a[0] == '-' && !negativeTime.MatchString(a):
+			flagArgs = append(flagArgs, a)
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if fl := f.Lookup(name); fl != nil && !hasValue {
+				b, ok := fl.Value.(interface{ IsBoolFlag() bool })
+				value = !ok || !b.IsBoolFlag()
+			}
+		default:
+			pos = append(pos, a)
 		}
-		rest := f.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
 	}
+	return pos, f.parseFlags(flagArgs)
+}
+
+var negativeTime = regexp.MustCompile(`^-[0-9.]`)
+
+func (f flags) parseFlags(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return f.parseError(err)
+	}
+	return nil
 }
 
 // browseFlags adds the flags every store-reading command shares.
