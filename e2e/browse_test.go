@@ -3,11 +3,14 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/mmreplicate/mmreplicate/browse"
 	"github.com/mmreplicate/mmreplicate/internal/testenv"
@@ -175,5 +178,39 @@ func TestBrowseCommands(t *testing.T) {
 		if args[0] == "cat" && out != "" {
 			t.Errorf("cat wrote %q from an incomplete state", out)
 		}
+	}
+}
+
+// TestBrowseEncrypted: over an encrypted store ls, cat and log read with the identity
+// file, and without it fail in one line naming it.
+func TestBrowseEncrypted(t *testing.T) {
+	s3 := testenv.StartS3(t)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := filepath.Join(t.TempDir(), "age.key")
+	os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600)
+	h := newHost(t, hostOpts{s3: s3, extra: fmt.Sprintf("encryption:\n  recipients: [%q]\n  identity_file: %s\n", id.Recipient().String(), idFile)})
+	d := h.start()
+	h.appendLine("main/s.jsonl", "{\"text\":\"readable with the key alone\"}\n")
+	h.waitStored(h.sourceState(), 30*time.Second)
+	d.stop(t)
+	code, out, errs := mmr(t, "cat", "--config", h.config, "--at", "latest", "sessions/main/s.jsonl")
+	if code != 0 || out != "{\"text\":\"readable with the key alone\"}\n" {
+		t.Fatalf("cat: exit %d %q %s", code, out, errs)
+	}
+	code, out, errs = mmr(t, "ls", "--config", h.config)
+	if code != 0 || !strings.Contains(out, "sessions/main/s.jsonl") {
+		t.Fatalf("ls: exit %d %q %s", code, out, errs)
+	}
+	if code, out, errs = mmr(t, "log", "--config", h.config, "sessions/main/s.jsonl"); code != 0 || !strings.Contains(out, "created") {
+		t.Fatalf("log: exit %d %q %s", code, out, errs)
+	}
+	noID := filepath.Join(t.TempDir(), "noid.yml")
+	os.WriteFile(noID, []byte(strings.Replace(string(mustRead(t, h.config)), "  identity_file: "+idFile+"\n", "", 1)), 0o600)
+	code, _, errs = mmr(t, "ls", "--config", noID)
+	if code == 0 || !strings.Contains(errs, "identity_file") || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+		t.Errorf("ls without the identity: exit %d, %q", code, errs)
 	}
 }
