@@ -12,22 +12,14 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mmreplicate/mmreplicate/internal/testenv"
 )
 
 var metricRE = regexp.MustCompile(`mmreplicate_[a-z0-9_]+`)
 
-// promtool finds Debian's promtool (package prometheus); under CI its absence fails.
-func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is not installed (apt-get install prometheus): the alert rules cannot be checked")
-		}
-		t.Skip("promtool is not installed (apt-get install prometheus)")
-	}
-	return p
-}
+// promtool is Debian's promtool (package prometheus); under CI its absence fails.
+func promtool(t *testing.T) string { return testenv.Tool(t, "promtool", "prometheus") }
 
 // TestAlertRules: promtool accepts the rules and their unit tests pass (each alert that
 // must fire fires, with its labels and text, and the quiet cases stay quiet).
