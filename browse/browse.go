@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
@@ -239,21 +238,17 @@ func Diff(ctx context.Context, st objstore.Store, host string, t1, t2 When, glob
 		}
 		todo = append(todo, in)
 	}
-	recs, bad, err := fetchAll(ctx, st, todo)
-	if err != nil {
-		return nil, err
-	}
 	next := x1.Seq + 1
-	for i, in := range todo {
-		if bad[i] != "" {
-			problems = append(problems, bad[i])
-			continue
+	err = eachSegment(ctx, st, todo, func(in segment.Info, recs []journal.Record, problem string) {
+		if problem != "" {
+			problems = append(problems, problem)
+			return
 		}
 		if in.FirstSeq > next {
 			problems = append(problems, fmt.Sprintf("records %d-%d missing before %s", next, in.FirstSeq-1, in.Key))
 		}
-		for j := range recs[i] {
-			r := &recs[i][j]
+		for j := range recs {
+			r := &recs[j]
 			if r.Seq < next {
 				continue
 			}
@@ -282,6 +277,9 @@ func Diff(ctx context.Context, st objstore.Store, host string, t1, t2 When, glob
 			}
 			x2.Apply(r)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	d := &DiffResult{Host: host, From: t1.String(), To: t2.String(), Changes: []Change{}}
 	keys := map[string]bool{}
@@ -333,26 +331,53 @@ func Diff(ctx context.Context, st objstore.Store, host string, t1, t2 When, glob
 	return d, nil
 }
 
-// fetchAll reads segments in parallel; a segment that cannot be read is named in bad.
-func fetchAll(ctx context.Context, st objstore.Store, list []segment.Info) ([][]journal.Record, []string, error) {
-	recs := make([][]journal.Record, len(list))
-	bad := make([]string, len(list))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(parallel)
-	for i, in := range list {
-		g.Go(func() error {
-			r, err := readSegment(gctx, st, in)
-			if err != nil {
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				bad[i] = fmt.Sprintf("segment %s: %v", in.Key, err)
-			}
-			recs[i] = r
-			return nil
-		})
+// eachSegment reads segments in parallel, at most parallel of them ahead of fn, and
+// calls fn with each one's records in list order; a segment that cannot be read comes
+// with its problem instead. Memory stays bounded however long the history is.
+func eachSegment(ctx context.Context, st objstore.Store, list []segment.Info, fn func(in segment.Info, recs []journal.Record, problem string)) error {
+	type slot struct {
+		recs    []journal.Record
+		problem string
+		done    chan struct{}
 	}
-	return recs, bad, g.Wait()
+	slots := make([]slot, len(list))
+	for i := range slots {
+		slots[i].done = make(chan struct{})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tokens := make(chan struct{}, parallel)
+	go func() {
+		for i, in := range list {
+			select {
+			case tokens <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				defer close(slots[i].done)
+				r, err := readSegment(ctx, st, in)
+				if err != nil {
+					slots[i].problem = fmt.Sprintf("segment %s: %v", in.Key, err)
+				}
+				slots[i].recs = r
+			}()
+		}
+	}()
+	for i, in := range list {
+		select {
+		case <-slots[i].done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fn(in, slots[i].recs, slots[i].problem)
+		slots[i].recs = nil
+		<-tokens
+	}
+	return nil
 }
 
 // Version is one stored version of a path: the changes of one capture time.
@@ -425,18 +450,14 @@ func Log(ctx context.Context, st objstore.Store, host, key string) (*LogResult, 
 		res.Versions = append(res.Versions, Version{Time: en.Time, Seq: e.Seq, Change: "retained", Size: en.Size, Target: e.Target})
 		cur = state{exists: e.Kind != manifest.KindSymlink && e.Kind != manifest.KindDir, kind: e.Kind, size: en.Size}
 	}
-	recs, bad, err := fetchAll(ctx, st, c.Segments)
-	if err != nil {
-		return nil, err
-	}
 	var applied uint64
-	for i := range c.Segments {
-		if bad[i] != "" {
-			problems = append(problems, bad[i])
-			continue
+	err = eachSegment(ctx, st, c.Segments, func(_ segment.Info, recs []journal.Record, problem string) {
+		if problem != "" {
+			problems = append(problems, problem)
+			return
 		}
-		for j := range recs[i] {
-			r := &recs[i][j]
+		for j := range recs {
+			r := &recs[j]
 			if r.Seq <= applied {
 				continue // also held by an overlapping segment
 			}
@@ -482,7 +503,9 @@ func Log(ctx context.Context, st objstore.Store, host, key string) (*LogResult, 
 				journal.OpDBBase: manifest.KindDB, journal.OpDBPages: manifest.KindDB}[r.Op]
 			cur = state{exists: !v.Gone, kind: kind, size: v.Size}
 		}
-		recs[i] = nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(res.Versions) == 0 && len(problems) == 0 {
 		return nil, fmt.Errorf("%w: the store holds no version of %s on host %s", ErrNotFound, key, host)
