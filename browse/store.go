@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mmreplicate/mmreplicate/journal"
@@ -38,7 +39,12 @@ func stateAt(ctx context.Context, st objstore.Store, host string, at time.Time, 
 	if err != nil {
 		return nil, problems, err
 	}
-	return x, append(problems, gaps(c, at, latest)...), nil
+	for _, g := range gaps(c, at, latest) {
+		if !slices.Contains(problems, g) {
+			problems = append(problems, g)
+		}
+	}
+	return x, problems, nil
 }
 
 // gaps names the sequence numbers missing between the stored segments that begin at or
