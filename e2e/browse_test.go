@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -212,5 +213,59 @@ func TestBrowseEncrypted(t *testing.T) {
 	code, _, errs = mmr(t, "ls", "--config", noID)
 	if code == 0 || !strings.Contains(errs, "identity_file") || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
 		t.Errorf("ls without the identity: exit %d, %q", code, errs)
+	}
+}
+
+// TestCatSQLite: `cat` of a SQLite memory database writes one consistent database file
+// (integrity_check passes) holding exactly the transactions committed, and `ls` shows it
+// as a database.
+func TestCatSQLite(t *testing.T) {
+	s3 := testenv.StartS3(t)
+	h := newHost(t, hostOpts{s3: s3})
+	cfg, _ := os.ReadFile(h.config)
+	os.WriteFile(h.config, []byte(strings.Replace(string(cfg), "    include: [\"**/*.jsonl\"]\n", "", 1)), 0o600)
+	dbPath := filepath.Join(h.src, "memory", "agent.db")
+	os.MkdirAll(filepath.Dir(dbPath), 0o755)
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{"CREATE TABLE mem (id INTEGER PRIMARY KEY, v BLOB)",
+		"INSERT INTO mem VALUES (1, randomblob(3000))", "INSERT INTO mem VALUES (2, randomblob(5000))"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := h.start()
+	if _, err := db.Exec("UPDATE mem SET v = randomblob(100) WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	want := digest(t, db)
+	out := filepath.Join(t.TempDir(), "agent.db")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body, _ := mmr(t, "cat", "--config", h.config, "--at", "latest", "sessions/memory/agent.db")
+		if code == 0 {
+			os.WriteFile(out, []byte(body), 0o600)
+			if c, err := sql.Open("sqlite", "file:"+out+"?mode=ro"); err == nil {
+				got := digest(t, c)
+				c.Close()
+				if got == want {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cat never gave the committed database (exit %d)", code)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	d.stop(t)
+	checkRestored(t, out, want)
+	code, ls, errs := mmr(t, "ls", "--config", h.config, "memory")
+	if code != 0 || !strings.Contains(ls, "db ") || !strings.Contains(ls, "sessions/memory/agent.db") {
+		t.Errorf("ls memory: exit %d\n%s%s", code, ls, errs)
 	}
 }
