@@ -208,6 +208,9 @@ func TestBrowseEncrypted(t *testing.T) {
 	if code, out, errs = mmr(t, "log", "--config", h.config, "sessions/main/s.jsonl"); code != 0 || !strings.Contains(out, "created") {
 		t.Fatalf("log: exit %d %q %s", code, out, errs)
 	}
+	if code, out, errs = mmr(t, "hosts", "--config", h.config); code != 0 || !strings.Contains(out, h.hostName()) {
+		t.Fatalf("hosts: exit %d %q %s", code, out, errs)
+	}
 	noID := filepath.Join(t.TempDir(), "noid.yml")
 	os.WriteFile(noID, []byte(strings.Replace(string(mustRead(t, h.config)), "  identity_file: "+idFile+"\n", "", 1)), 0o600)
 	code, _, errs = mmr(t, "ls", "--config", noID)
