@@ -275,7 +275,9 @@ func Diff(ctx context.Context, st objstore.Store, host string, t1, t2 When, glob
 			} else if r.Op != journal.OpChunk && tracks[k] != nil {
 				tracks[k].rewritten = true
 			}
-			x2.Apply(r)
+			if err := x2.Apply(r); err != nil {
+				problems = append(problems, fmt.Sprintf("segment %s: %v", in.Key, err))
+			}
 		}
 	})
 	if err != nil {

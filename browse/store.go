@@ -15,23 +15,24 @@ import (
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/restore"
 	"github.com/mmreplicate/mmreplicate/segment"
+	bucket "github.com/mmreplicate/mmreplicate/store"
 )
 
 // catalog is what the store holds for one host, from listings alone.
-type catalog = restore.Catalog
+type catalog = bucket.Catalog
 
 func listCatalog(ctx context.Context, st objstore.Store, host string) (*catalog, error) {
-	return restore.List(ctx, st, host)
+	return bucket.List(ctx, st, host)
 }
 
 func listHosts(ctx context.Context, st objstore.Store) ([]string, error) {
-	return restore.Hosts(ctx, st)
+	return bucket.Hosts(ctx, st)
 }
 
 // stateAt is the index of the host's state at T, with every missing or damaged object it
 // needed named in problems (a gap in the stored sequence up to T included).
 func stateAt(ctx context.Context, st objstore.Store, host string, at time.Time, latest bool) (*manifest.Index, []string, error) {
-	x, problems, err := restore.LoadIndex(ctx, st, host, at, latest)
+	x, problems, err := bucket.LoadIndex(ctx, st, host, at, latest)
 	if err != nil {
 		return nil, problems, err
 	}
@@ -48,8 +49,9 @@ func stateAt(ctx context.Context, st objstore.Store, host string, at time.Time, 
 }
 
 // gaps names the sequence numbers missing between the stored segments that begin at or
-// before T. Retention deletes the oldest segments first, so a hole between two stored
-// segments is always a loss.
+// before T, also before the manifest a state starts from (the store's own gap detection
+// starts there): the history that log and diff read must be whole too. Retention deletes
+// the oldest segments first, so a hole between two stored segments is always a loss.
 func gaps(c *catalog, at time.Time, latest bool) []string {
 	var out []string
 	var next uint64
@@ -80,11 +82,7 @@ func readSegment(ctx context.Context, st objstore.Store, in segment.Info) ([]jou
 
 // readManifest fetches and decodes one manifest.
 func readManifest(ctx context.Context, st objstore.Store, key string) (*manifest.Index, error) {
-	body, err := st.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	return manifest.Decode(body)
+	return bucket.ReadManifest(ctx, st, key)
 }
 
 // rebuild writes the state at T of the paths matching globs into the empty folder to,

@@ -38,6 +38,7 @@ commands:
   log             every stored version of one file: SOURCE/PATH
   hosts           the hosts a store holds, their recoverable window and size
   init            write a config for the agent layout on this machine: [--preset NAME] [--write FILE]
+  web             web console over the store: status, time slider, files, history, downloads
   check-config    validate the config file
   version         print version, commit and build date
 
@@ -249,6 +250,8 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		return restoreCmd(ctx, args, stdout, stderr)
 	case "serve-s3":
 		return serveS3Cmd(ctx, args, stdout, stderr)
+	case "web":
+		return webCmd(ctx, args, stdout, stderr)
 	case "verify":
 		f := newFlags("verify", "verify [--json] [--host NAME] [--from NAME] [--read-data]", stderr)
 		var hosts multi
@@ -429,6 +432,26 @@ func serveS3Cmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	o.Config, o.CacheBytes, o.Out, o.Log = cfg, cacheMB<<20, stdout, f.logger(stderr)
 	return app.ServeS3(ctx, o)
+}
+
+func webCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("web", "web [--listen ADDR] [flags]", stderr)
+	var o app.WebOptions
+	var cacheMB int64
+	f.StringVar(&o.Listen, "listen", "", "ADDR to serve on: HOST:PORT, or a bare PORT for 127.0.0.1:PORT (default: web.listen, 127.0.0.1:9109)")
+	f.StringVar(&o.Host, "host", "", "host whose state to show (default: the config's host)")
+	f.StringVar(&o.From, "from", "", "S3 target to read (default: the first that answers)")
+	f.StringVar(&o.CacheDir, "cache-dir", "", "folder to rebuild states in (default: the system's temporary folder)")
+	f.Int64Var(&cacheMB, "cache-mb", 2048, "disk the rebuilt states may use, in MiB")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		return err
+	}
+	o.Config, o.CacheBytes, o.Out, o.Log = cfg, cacheMB<<20, stdout, f.logger(stderr)
+	return app.Web(ctx, o)
 }
 
 // isTerminal reports whether w is a character device (a terminal), where a progress bar
