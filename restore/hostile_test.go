@@ -93,3 +93,14 @@ func TestVerifyNamesMalformedRecords(t *testing.T) {
 		t.Fatalf("verify problems %q: want the short chunk id of record 2 in %s named", all, key)
 	}
 }
+
+// A drill over a store with a gap fails and names the missing records.
+func TestDrillNamesGap(t *testing.T) {
+	st, _ := file.New(t.TempDir())
+	put(t, st, app(1, 0, "a.jsonl", 0, "1\n"), app(2, 1, "a.jsonl", 2, "2\n"))
+	put(t, st, app(5, 4, "b.jsonl", 0, "5\n"))
+	res, err := Drill(context.Background(), st, "h", time.Time{}, t.TempDir())
+	if !errors.Is(err, ErrDrillFailed) || !strings.Contains(strings.Join(res.Problems, "; "), "records 3-4 missing") {
+		t.Fatalf("drill: %v, problems %v: want a failure naming records 3-4", err, res.Problems)
+	}
+}
