@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,5 +103,39 @@ func TestDrillNamesGap(t *testing.T) {
 	res, err := Drill(context.Background(), st, "h", time.Time{}, t.TempDir())
 	if !errors.Is(err, ErrDrillFailed) || !strings.Contains(strings.Join(res.Problems, "; "), "records 3-4 missing") {
 		t.Fatalf("drill: %v, problems %v: want a failure naming records 3-4", err, res.Problems)
+	}
+}
+
+// Compaction stops at a malformed record, naming host and record, and deletes nothing.
+func TestCompactStopsAtMalformedRecord(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, _ := file.New(dir)
+	start := time.Date(2026, 3, 1, 0, 10, 0, 0, time.UTC)
+	rec := func(seq uint64, h int, r journal.Record) journal.Record {
+		r.Seq, r.Time, r.Source = seq, start.Add(time.Duration(h)*time.Hour).UnixNano(), "s"
+		return r
+	}
+	put(t, st, rec(1, 0, journal.Record{Op: journal.OpAppend, Path: "a.jsonl", Data: []byte("1\n")}))
+	put(t, st, rec(2, 30, journal.Record{Op: journal.OpDir, Path: "../../escaped", Mode: 0o755}))
+	put(t, st, rec(3, 60, journal.Record{Op: journal.OpAppend, Path: "a.jsonl", Offset: 2, Data: []byte("3\n")}))
+	age(t, dir, start)
+	before, err := listAll(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := Policy{KeepAll: time.Hour, Hourly: time.Hour, Daily: 24 * time.Hour}
+	_, err = Compact(ctx, st, "h", pol, start.Add(5*24*time.Hour), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "host h") || !strings.Contains(err.Error(), "record 2") {
+		t.Fatalf("compact: %v, want an error naming host h and record 2", err)
+	}
+	after, err := listAll(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			t.Errorf("compaction deleted %s", k)
+		}
 	}
 }
