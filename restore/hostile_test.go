@@ -3,8 +3,8 @@ package restore
 import (
 	"context"
 	"errors"
-	"os"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
