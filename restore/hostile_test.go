@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"os"
@@ -137,5 +138,31 @@ func TestCompactStopsAtMalformedRecord(t *testing.T) {
 		if _, ok := after[k]; !ok {
 			t.Errorf("compaction deleted %s", k)
 		}
+	}
+}
+
+// A record extending a compacted base whose blob is lost is not written after a hole:
+// the file is named incomplete and holds no zero-filled gap.
+func TestLostCompactedBaseLeavesNoHole(t *testing.T) {
+	st, _ := file.New(t.TempDir())
+	base := []byte("1\n")
+	ref := journal.ChunkRef{Hash: sha256.Sum256(base), Size: uint32(len(base))}
+	x := manifest.New("h")
+	x.Seq, x.Time, x.Compacted, x.Until = 1, t0.UnixNano(), true, t0.Add(time.Second).UnixNano()
+	x.Files["sessions/a.jsonl"] = &manifest.Entry{Kind: manifest.KindAppend, Size: 2, Mode: 0o600, Seq: 1, Time: x.Time, Chunks: []journal.ChunkRef{ref}}
+	body, err := manifest.Encode(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), manifest.ObjectKey(x), body); err != nil {
+		t.Fatal(err)
+	}
+	put(t, st, app(2, 1, "a.jsonl", 2, "2\n"))
+	got, err := run(t, st, time.Time{}, true)
+	if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "compacted content lost") {
+		t.Fatalf("restore: %v, want the lost base named", err)
+	}
+	if strings.Contains(got["sessions/a.jsonl"], "\x00") {
+		t.Fatalf("a.jsonl restored with a hole: %q", got["sessions/a.jsonl"])
 	}
 }
