@@ -366,10 +366,10 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 			}
 		}
 	}
-	// A damaged segment is named as a gap by the next readable one; the newest needs
-	// saying here.
+	// A damaged segment is named as a gap by the next readable one; the newest is a
+	// gap too (its problem already names it).
 	if damaged != nil && damaged.LastSeq >= q.next && (latest || !damaged.FirstTime.After(at)) {
-		gap(Gap{From: q.next, To: damaged.LastSeq, Before: "the end (" + damaged.Key + " unreadable)"})
+		out.Gaps = append(out.Gaps, Gap{From: q.next, To: damaged.LastSeq, Before: "the end (" + damaged.Key + " unreadable)"})
 	}
 	return out, nil
 }
