@@ -53,6 +53,7 @@ type daemon struct {
 	s3sinks []*s3sink.Sink
 	drills  *drills
 	git     *gitsink.Sink
+	fleet   *fleetLink // with --no-sinks: the workers elsewhere (see fleet.go)
 	targets []string
 	started time.Time
 	pending []config.Source // sources read on SIGHUP, swapped in by reload
@@ -176,6 +177,17 @@ func Run(ctx context.Context, o RunOptions) error {
 	if cfg.Git != nil && !o.NoSinks {
 		if err := d.addGitSink(ctx, stream); err != nil {
 			return err
+		}
+	}
+	if o.NoSinks {
+		d.fleet = newFleetLink(cfg.Host, d.pub, d.j, names, d.log)
+		for i := range cfg.S3 {
+			if !down[i] {
+				d.fleet.seed(names[i], startAfter[i])
+			}
+		}
+		if err := d.fleet.start(ctx, nc, stream); err != nil {
+			return fmt.Errorf("nats: fleet subjects: %w", err)
 		}
 	}
 	targetNames := make([]string, len(cfg.S3))
@@ -323,6 +335,9 @@ func (d *daemon) releaseLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		upTo := d.pub.Next()
+		if d.fleet != nil {
+			upTo = min(upTo, d.fleet.releasable()) // what every target reports stored
+		}
 		for _, w := range d.workers {
 			upTo = min(upTo, w.StoredSeq()+1)
 			// A gap that redelivery has not filled within a while means NATS lost the

@@ -1,0 +1,173 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/journal/natsbus"
+)
+
+// fleetLink is a `run --no-sinks` host's end of fleet mode. It answers the resend
+// requests of sink workers elsewhere (the publisher sends again from its journal what NATS
+// lost), keeps what each target reports as stored, and says up to where the journal may
+// be released: only records that every target of the host has stored. A target that has
+// not reported (its worker is down, or has not started) holds the journal back.
+type fleetLink struct {
+	host  string
+	pub   *natsbus.Publisher
+	j     *journal.Journal
+	log   *slog.Logger
+	sinks []string // the sink names of the host's targets ("s3-NAME", "git")
+
+	mu         sync.Mutex
+	stored     map[string]uint64    // highest stored sequence number, by sink
+	moved      map[string]time.Time // when a sink's stored number last moved
+	rewoundSeq uint64               // the last resend made, and when
+	rewoundAt  time.Time
+}
+
+// tailPatience is how long a target may stay behind what was published, while its
+// consumer has nothing left to deliver, before the publisher sends the rest again: the
+// stream lost the newest messages, and no later message shows the workers a gap.
+const tailPatience = 30 * time.Second
+
+func newFleetLink(host string, pub *natsbus.Publisher, j *journal.Journal, sinks []string, log *slog.Logger) *fleetLink {
+	return &fleetLink{host: host, pub: pub, j: j, sinks: sinks, log: log.With("component", "fleet"),
+		stored: map[string]uint64{}, moved: map[string]time.Time{}}
+}
+
+// seed records what the host itself found in a target's store at start.
+func (f *fleetLink) seed(sink string, seq uint64) {
+	f.note(natsbus.StoredReport{Sink: sink, Seq: seq})
+}
+
+// start subscribes to the host's fleet subjects and runs the tail check until ctx ends.
+func (f *fleetLink) start(ctx context.Context, nc *nats.Conn, stream jetstream.Stream) error {
+	if _, err := nc.Subscribe(natsbus.ResendSubject(f.host), f.onResend); err != nil {
+		return err
+	}
+	if _, err := nc.Subscribe(natsbus.StoredSubject(f.host), f.onStored); err != nil {
+		return err
+	}
+	go f.tailLoop(ctx, stream)
+	return nil
+}
+
+func (f *fleetLink) onResend(m *nats.Msg) {
+	reply := func(s string) { _ = m.Respond([]byte(s)) }
+	seq, err := natsbus.ParseResend(m.Data)
+	if err != nil {
+		f.log.Warn("ignoring a bad resend request", "err", err)
+		reply("error: " + err.Error())
+		return
+	}
+	if first := f.j.FirstSeq(); seq < first {
+		f.log.Error("a sink worker asks for records the journal no longer holds: they cannot be sent again", "from_seq", seq, "journal_first_seq", first)
+		reply("error: the journal no longer holds records before " + strconv.FormatUint(first, 10))
+		return
+	}
+	f.resend(seq, "a sink worker waits for them behind a gap")
+	reply("ok")
+}
+
+// resend makes the publisher send again from seq, unless a resend from at or before seq
+// is under way (several workers, or one asking again, must not restart it for ever).
+func (f *fleetLink) resend(seq uint64, why string) bool {
+	if seq >= f.pub.Next() {
+		return false // not published yet: it goes out anyway
+	}
+	f.mu.Lock()
+	if f.rewoundSeq != 0 && f.rewoundSeq <= seq && time.Since(f.rewoundAt) < gapPatience {
+		f.mu.Unlock()
+		return false
+	}
+	f.rewoundSeq, f.rewoundAt = seq, time.Now()
+	f.mu.Unlock()
+	f.log.Warn("sending records again from the journal: "+why, "from_seq", seq, "published_below", f.pub.Next())
+	f.pub.Rewind(seq)
+	return true
+}
+
+func (f *fleetLink) onStored(m *nats.Msg) {
+	r, err := natsbus.ParseStored(m.Data)
+	if err != nil {
+		f.log.Debug("ignoring a bad stored report", "err", err)
+		return
+	}
+	f.note(r)
+}
+
+func (f *fleetLink) note(r natsbus.StoredReport) {
+	known := false
+	for _, s := range f.sinks {
+		known = known || s == r.Sink
+	}
+	if !known {
+		return // a sink of another configuration: it does not hold this host's journal
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// Any worker's report is a fact about the target's store, and a standby worker
+	// reports less than the busy one: the highest report counts.
+	if old, ok := f.stored[r.Sink]; !ok || r.Seq > old {
+		f.stored[r.Sink] = r.Seq
+		f.moved[r.Sink] = time.Now()
+	}
+}
+
+// releasable is the sequence number below which every target has stored every record.
+func (f *fleetLink) releasable() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	up := uint64(math.MaxUint64)
+	for _, s := range f.sinks {
+		v, ok := f.stored[s]
+		if !ok {
+			return 0
+		}
+		up = min(up, v+1)
+	}
+	return up
+}
+
+// tailLoop finds a target that stays behind what was published while its consumer has
+// nothing more to deliver: the stream lost the newest messages (a worker sees a gap only
+// when a later message arrives), and the publisher sends them again.
+func (f *fleetLink) tailLoop(ctx context.Context, stream jetstream.Stream) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, s := range f.sinks {
+			f.mu.Lock()
+			v, ok := f.stored[s]
+			still := time.Since(f.moved[s])
+			f.mu.Unlock()
+			if !ok || v+1 >= f.pub.Next() || still < tailPatience {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			info, err := natsbus.ConsumerInfo(cctx, stream, f.host, s)
+			cancel()
+			if err != nil {
+				f.log.Debug("consumer info", "sink", s, "err", err)
+				continue
+			}
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				f.resend(v+1, "target "+s+" stays behind and its consumer has nothing left to deliver")
+			}
+		}
+	}
+}
