@@ -2,9 +2,9 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
-	"strconv"
 	"sync"
 	"time"
 
@@ -26,6 +26,8 @@ type fleetLink struct {
 	j     *journal.Journal
 	log   *slog.Logger
 	sinks []string // the sink names of the host's targets ("s3-NAME", "git")
+	// tailPatience and tailEvery: see tailLoop (fields so that tests can shorten them).
+	tailPatience, tailEvery time.Duration
 
 	mu         sync.Mutex
 	stored     map[string]uint64    // highest stored sequence number, by sink
@@ -41,7 +43,7 @@ const tailPatience = 30 * time.Second
 
 func newFleetLink(host string, pub *natsbus.Publisher, j *journal.Journal, sinks []string, log *slog.Logger) *fleetLink {
 	return &fleetLink{host: host, pub: pub, j: j, sinks: sinks, log: log.With("component", "fleet"),
-		stored: map[string]uint64{}, moved: map[string]time.Time{}}
+		stored: map[string]uint64{}, moved: map[string]time.Time{}, tailPatience: tailPatience, tailEvery: 5 * time.Second}
 }
 
 // seed records what the host itself found in a target's store at start.
@@ -69,31 +71,34 @@ func (f *fleetLink) onResend(m *nats.Msg) {
 		reply("error: " + err.Error())
 		return
 	}
-	if first := f.j.FirstSeq(); seq < first {
-		f.log.Error("a sink worker asks for records the journal no longer holds: they cannot be sent again", "from_seq", seq, "journal_first_seq", first)
-		reply("error: the journal no longer holds records before " + strconv.FormatUint(first, 10))
+	if err := f.resend(seq, "a sink worker waits for them behind a gap"); err != nil {
+		reply("error: " + err.Error())
 		return
 	}
-	f.resend(seq, "a sink worker waits for them behind a gap")
 	reply("ok")
 }
 
 // resend makes the publisher send again from seq, unless a resend from at or before seq
-// is under way (several workers, or one asking again, must not restart it for ever).
-func (f *fleetLink) resend(seq uint64, why string) bool {
+// is under way (several workers, or one asking again, must not restart it for ever). It
+// fails when the journal no longer holds seq.
+func (f *fleetLink) resend(seq uint64, why string) error {
+	if first := f.j.FirstSeq(); seq < first {
+		f.log.Error("records a target lacks are no longer in the journal: they cannot be sent again ("+why+")", "from_seq", seq, "journal_first_seq", first)
+		return fmt.Errorf("the journal no longer holds records before %d", first)
+	}
 	if seq >= f.pub.Next() {
-		return false // not published yet: it goes out anyway
+		return nil // not published yet: it goes out anyway
 	}
 	f.mu.Lock()
 	if f.rewoundSeq != 0 && f.rewoundSeq <= seq && time.Since(f.rewoundAt) < gapPatience {
 		f.mu.Unlock()
-		return false
+		return nil
 	}
 	f.rewoundSeq, f.rewoundAt = seq, time.Now()
 	f.mu.Unlock()
 	f.log.Warn("sending records again from the journal: "+why, "from_seq", seq, "published_below", f.pub.Next())
 	f.pub.Rewind(seq)
-	return true
+	return nil
 }
 
 func (f *fleetLink) onStored(m *nats.Msg) {
@@ -142,7 +147,7 @@ func (f *fleetLink) releasable() uint64 {
 // nothing more to deliver: the stream lost the newest messages (a worker sees a gap only
 // when a later message arrives), and the publisher sends them again.
 func (f *fleetLink) tailLoop(ctx context.Context, stream jetstream.Stream) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(f.tailEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -155,7 +160,7 @@ func (f *fleetLink) tailLoop(ctx context.Context, stream jetstream.Stream) {
 			v, ok := f.stored[s]
 			still := time.Since(f.moved[s])
 			f.mu.Unlock()
-			if !ok || v+1 >= f.pub.Next() || still < tailPatience {
+			if !ok || v+1 >= f.pub.Next() || still < f.tailPatience {
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -166,7 +171,7 @@ func (f *fleetLink) tailLoop(ctx context.Context, stream jetstream.Stream) {
 				continue
 			}
 			if info.NumPending == 0 && info.NumAckPending == 0 {
-				f.resend(v+1, "target "+s+" stays behind and its consumer has nothing left to deliver")
+				_ = f.resend(v+1, "target "+s+" stays behind and its consumer has nothing left to deliver")
 			}
 		}
 	}

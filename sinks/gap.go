@@ -19,13 +19,11 @@ const stuckAfter = time.Minute
 
 // watchGap logs a lasting gap loudly and asks the host to send the missing records again.
 // Without it a sink whose message NATS lost would stop storing for good, in silence.
-func (w *Worker) watchGap(ctx context.Context, g *gapWatch) {
+func (w *Worker) watchGap(ctx context.Context) {
+	g := &w.gw
 	seq, since, ok := w.Gap()
 	if !ok {
-		if g.reported {
-			w.Log.Info("gap filled; storing again", "stored_seq", w.StoredSeq())
-		}
-		*g = gapWatch{}
+		w.gapClosed()
 		return
 	}
 	if g.seq != seq {
@@ -58,4 +56,12 @@ func (w *Worker) watchGap(ctx context.Context, g *gapWatch) {
 		return
 	}
 	w.Log.Warn("asked the host to send the missing records again", "missing_seq", seq)
+}
+
+// gapClosed forgets the gap, saying so if it was logged.
+func (w *Worker) gapClosed() {
+	if w.gw.reported {
+		w.Log.Info("gap filled; storing again", "next_seq", w.expect)
+	}
+	w.gw = gapWatch{}
 }

@@ -59,6 +59,7 @@ type Worker struct {
 	expect uint64                    // next sequence number to store
 	ahead  map[uint64]journal.Record // records past a gap
 	held   []heldMsg                 // messages not acknowledged yet
+	gw     gapWatch                  // what was said and asked about the current gap
 }
 
 type heldMsg struct {
@@ -155,7 +156,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer keepAlive.Stop()
 	gapCheck := time.NewTicker(time.Second)
 	defer gapCheck.Stop()
-	var gw gapWatch
 	for {
 		select {
 		case <-ctx.Done():
@@ -172,7 +172,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					return nil
 				}
 			}
-			w.watchGap(ctx, &gw)
+			w.watchGap(ctx)
 		case m := <-in:
 			w.add(&b, m)
 			// Take whatever else is already queued before deciding.
@@ -243,6 +243,7 @@ func (w *Worker) add(b *batch, m jetstream.Msg) {
 		}
 	} else {
 		w.gapSince.Store(0)
+		w.gapClosed()
 	}
 }
 
@@ -268,6 +269,7 @@ func (w *Worker) resync(ctx context.Context, b *batch) {
 	w.advance(b)
 	if len(w.ahead) == 0 {
 		w.gapSince.Store(0)
+		w.gapClosed()
 	}
 	w.ackStored()
 }
