@@ -27,7 +27,7 @@ func (w *Worker) watchGap(ctx context.Context) {
 		return
 	}
 	if g.seq != seq {
-		*g = gapWatch{seq: seq, reported: g.reported}
+		*g = gapWatch{seq: seq}
 	}
 	waited := time.Since(since)
 	if waited < 2*time.Second {
