@@ -34,6 +34,9 @@ type fleetLink struct {
 	moved      map[string]time.Time // when a sink's stored number last moved
 	rewoundSeq uint64               // the last resend made, and when
 	rewoundAt  time.Time
+	started    time.Time
+	heldWarned time.Time     // when warnHeld last spoke
+	heldAfter  time.Duration // see warnHeld (a field so that tests can shorten it)
 }
 
 // tailPatience is how long a target may stay behind what was published, while its
@@ -43,7 +46,8 @@ const tailPatience = 30 * time.Second
 
 func newFleetLink(host string, pub *natsbus.Publisher, j *journal.Journal, sinks []string, log *slog.Logger) *fleetLink {
 	return &fleetLink{host: host, pub: pub, j: j, sinks: sinks, log: log.With("component", "fleet"),
-		stored: map[string]uint64{}, moved: map[string]time.Time{}, tailPatience: tailPatience, tailEvery: 5 * time.Second}
+		stored: map[string]uint64{}, moved: map[string]time.Time{}, tailPatience: tailPatience, tailEvery: 5 * time.Second,
+		started: time.Now(), heldAfter: heldAfter}
 }
 
 // seed records what the host itself found in a target's store at start.
@@ -155,6 +159,7 @@ func (f *fleetLink) tailLoop(ctx context.Context, stream jetstream.Stream) {
 			return
 		case <-t.C:
 		}
+		f.warnHeld()
 		for _, s := range f.sinks {
 			f.mu.Lock()
 			v, ok := f.stored[s]
@@ -174,5 +179,36 @@ func (f *fleetLink) tailLoop(ctx context.Context, stream jetstream.Stream) {
 				_ = f.resend(v+1, "target "+s+" stays behind and its consumer has nothing left to deliver")
 			}
 		}
+	}
+}
+
+// heldAfter is how long a target may leave published records unstored before the host
+// says, once per heldAfter, that its journal is kept for it.
+const heldAfter = 10 * time.Minute
+
+// warnHeld says which targets keep the journal from being released: their sink workers
+// have not reported storing what was published for heldAfter (down, or never started).
+func (f *fleetLink) warnHeld() {
+	if time.Since(f.heldWarned) < f.heldAfter {
+		return
+	}
+	next := f.pub.Next()
+	f.mu.Lock()
+	var held []string
+	for _, s := range f.sinks {
+		v, ok := f.stored[s]
+		since := f.started
+		if ok {
+			since = f.moved[s]
+		}
+		if (!ok || v+1 < next) && time.Since(since) >= f.heldAfter {
+			held = append(held, s)
+		}
+	}
+	f.mu.Unlock()
+	if len(held) > 0 {
+		f.heldWarned = time.Now()
+		f.log.Warn("the journal is kept for targets whose sink workers have not reported storing the published records for a while; are `mmreplicate sink` workers running for this host?",
+			"targets", held, "published_below", next, "journal_first_seq", f.j.FirstSeq(), "journal_bytes", f.j.Size())
 	}
 }

@@ -77,7 +77,7 @@ func TestFleetLink(t *testing.T) {
 	}
 
 	f := newFleetLink("h.1", pub, j, sinks, log)
-	f.tailPatience, f.tailEvery = time.Second, 100*time.Millisecond
+	f.tailPatience, f.tailEvery, f.heldAfter = time.Second, 100*time.Millisecond, 2*time.Second
 	if err := f.start(ctx, nc, stream); err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +153,13 @@ func TestFleetLink(t *testing.T) {
 	}
 	if streamMsgs(t, stream) == before || !strings.Contains(logs.String(), "stays behind") {
 		t.Fatalf("lost tail not sent again:\n%s", logs.String())
+	}
+	// Nothing reports 10 stored: the host says its journal is kept for both targets.
+	for !strings.Contains(logs.String(), "the journal is kept for targets") && time.Now().Before(end) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), `targets="[s3-a s3-b]"`) {
+		t.Fatalf("no warning that the journal is kept for s3-a and s3-b:\n%s", logs.String())
 	}
 }
 
