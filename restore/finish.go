@@ -90,6 +90,13 @@ func placeAll(ctx context.Context, o Options, b *builder, keys []string, res *Re
 		}
 		return nil
 	}
+	// placed notes a path the restore wrote (an in-place restore records only those as
+	// replicated).
+	placed := func(st *fileState) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.Placed = append(res.Placed, manifest.Key(st.source, st.path))
+	}
 	var dirs, regular, links []*fileState
 	shadow := shadowed(keys, b.files)
 	for _, k := range keys {
@@ -118,13 +125,13 @@ func placeAll(ctx context.Context, o Options, b *builder, keys []string, res *Re
 		if err == nil {
 			err = pl.mkdirs(r, name, true, dirMode(st.mode))
 		}
-		if err != nil {
-			if err := fail(st, err); err != nil {
-				return err
-			}
+		if err == nil {
+			placed(st)
+		} else if err := fail(st, err); err != nil {
+			return err
 		}
 	}
-	if err := placeFiles(ctx, pl, regular, fail, newProgress(o.Progress, "bytes", res.Bytes)); err != nil {
+	if err := placeFiles(ctx, pl, regular, placed, fail, newProgress(o.Progress, "bytes", res.Bytes)); err != nil {
 		return err
 	}
 	// Links last: no file of this restore is ever written through one.
@@ -136,10 +143,10 @@ func placeAll(ctx context.Context, o Options, b *builder, keys []string, res *Re
 		if err == nil {
 			err = pl.symlink(r, name, st.target)
 		}
-		if err != nil {
-			if err := fail(st, err); err != nil {
-				return err
-			}
+		if err == nil {
+			placed(st)
+		} else if err := fail(st, err); err != nil {
+			return err
 		}
 	}
 	pl.dirTimes(dirs)
@@ -147,7 +154,7 @@ func placeAll(ctx context.Context, o Options, b *builder, keys []string, res *Re
 }
 
 // placeFiles places files and databases in parallel.
-func placeFiles(ctx context.Context, pl *placer, files []*fileState, fail func(*fileState, error) error, bar *progress) error {
+func placeFiles(ctx context.Context, pl *placer, files []*fileState, placed func(*fileState), fail func(*fileState, error) error, bar *progress) error {
 	defer bar.done()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(pl.o.Parallel)
@@ -156,6 +163,7 @@ func placeFiles(ctx context.Context, pl *placer, files []*fileState, fail func(*
 			err := place(gctx, pl, st)
 			bar.add(st.size)
 			if err == nil {
+				placed(st)
 				return nil
 			}
 			if gctx.Err() != nil && !errors.Is(err, errFatal) {
