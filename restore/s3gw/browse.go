@@ -154,3 +154,16 @@ func cleanName(name string) bool {
 	}
 	return true
 }
+
+// Instant resolves t (or the newest state when latest) without rebuilding anything: at
+// is the capture time of the newest change the state holds, key names that state (every
+// t showing the same state gets the same key) and empty is true when the store holds
+// nothing at or before t.
+func (g *Gateway) Instant(t time.Time, latest bool) (at time.Time, key string, empty bool, err error) {
+	c, err := g.catalogNow()
+	if err != nil {
+		return time.Time{}, "", false, err
+	}
+	in := g.resolve(c, t, latest)
+	return in.at, in.key, in.empty, nil
+}
