@@ -54,9 +54,9 @@ func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// storeView is the store's side of the status page. Counting files means rebuilding the
-// newest state, so the view is reused for StoreViewEvery (the page refreshes far more
-// often, and on a busy host every refresh would otherwise rebuild).
+// storeView is the store's side of the status page. Counting files means reading the
+// newest state's index, so the view is reused for StoreViewEvery (the page refreshes far
+// more often, and on a busy host every refresh would otherwise read a new index).
 func (c *Console) storeView() statusView {
 	c.viewMu.Lock()
 	defer c.viewMu.Unlock()

@@ -182,7 +182,10 @@ func (r *reader) loadIndex(at time.Time) (*snapshot, error) {
 func (r *reader) content(snap *snapshot, i int) (*versionFile, error) {
 	v, err := r.versionAt(snap.File(i).Name, snap.At)
 	if errors.Is(err, errNoVersion) {
-		return nil, fmt.Errorf("rebuild %s at %s: the store holds no content for it", snap.File(i).Name, fmtTime(snap.At))
+		// The index holds the file but the rebuild could not have it: its content objects
+		// are missing or damaged (restore named them in its log).
+		return nil, incomplete([]string{fmt.Sprintf("%s cannot be rebuilt at %s: a content object of it is missing or damaged",
+			snap.File(i).Name, fmtTime(snap.At))})
 	}
 	return v, err
 }
