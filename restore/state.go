@@ -153,6 +153,9 @@ func (b *builder) apply(r *journal.Record) error {
 		if err := b.startContent(key, st, ch, state.KindAppend); err != nil {
 			return err
 		}
+		if r.Offset > st.size {
+			return nil // the compacted base it extends was lost (named by materialize)
+		}
 		if err := b.applyAppend(key, st, r); err != nil {
 			return err
 		}
