@@ -63,7 +63,9 @@ func BenchmarkWeb10k(b *testing.B) {
 		return d
 	}
 	at := url.QueryEscape(benchT0.Add(2 * time.Minute).Format(time.RFC3339))
+	cpu0 := procCPU(w.cmd.Process.Pid)
 	cold := get("/api/tree?dir=sessions")
+	coldCPU := procCPU(w.cmd.Process.Pid) - cpu0
 	pages := []struct{ name, path string }{
 		{"index", "/"},
 		{"status", "/api/status"},
@@ -80,6 +82,7 @@ func BenchmarkWeb10k(b *testing.B) {
 	var summary []string
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(float64(cold.Milliseconds()), "cold-ms")
+	b.ReportMetric(float64(coldCPU.Milliseconds()), "cold-cpu-ms")
 	b.ReportMetric(float64(moved.Milliseconds()), "new-instant-ms")
 	b.ReportMetric(float64(firstFile.Milliseconds()), "first-file-ms")
 	b.ReportMetric(float64(folder.Milliseconds()), "folder-500-tar-ms")
@@ -93,8 +96,8 @@ func BenchmarkWeb10k(b *testing.B) {
 		b.ReportMetric(float64(ds[len(ds)-1].Microseconds())/1000, p.name+"-max-ms")
 		summary = append(summary, fmt.Sprintf("%s p50 %v max %v", p.name, ds[len(ds)/2].Round(10*time.Microsecond), ds[len(ds)-1].Round(10*time.Microsecond)))
 	}
-	b.Logf("web console over %d files: first page %v (reads the newest index), first page at another instant %v, "+
+	b.Logf("web console over %d files: first page %v (reads the newest index; %v of CPU time), first page at another instant %v, "+
 		"first view of a file %v, a folder of 500 as .tar.gz %v; then, 20 requests each: %s",
-		files, cold.Round(time.Millisecond), moved.Round(time.Millisecond), firstFile.Round(time.Millisecond),
+		files, cold.Round(time.Millisecond), coldCPU, moved.Round(time.Millisecond), firstFile.Round(time.Millisecond),
 		folder.Round(time.Millisecond), strings.Join(summary, "; "))
 }
