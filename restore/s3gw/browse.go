@@ -9,7 +9,8 @@ import (
 )
 
 // This file is the reading API other front ends (the web console) use: the same
-// rebuilt states, history index and single-file versions the S3 endpoint serves.
+// rebuilt states, history index, single-file versions and resolution of instants the S3
+// endpoint serves.
 
 // ErrNoVersion means a file has no stored version (of a regular file) at the time asked.
 var ErrNoVersion = errNoVersion
