@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mmreplicate/mmreplicate/config"
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/redact"
 	"github.com/mmreplicate/mmreplicate/watcher/sqlite"
 )
 
@@ -89,6 +91,7 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 		base = prev == nil || prev.MTime != fi.ModTime().UnixNano() || prev.Offset != fi.Size()
 	}
 	var recs []journal.Record
+	var baseTx sqlite.Txn
 	for _, tx := range txns {
 		recs = append(recs, dbRecords(journal.OpDBPages, source, rel, mode, tx)...)
 	}
@@ -102,7 +105,31 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 			return ch, fmt.Errorf("database base image: %w", err)
 		}
 		tr.based = time.Now()
+		baseTx = tx
 		recs = dbRecords(journal.OpDBBase, source, rel, mode, tx)
+	}
+	if w.scanner != nil && len(recs) > 0 {
+		var hits []redact.Hit
+		mask := func(b []byte) ([]byte, bool) {
+			c, h := w.scanner.Redact(b)
+			hits = append(hits, h...)
+			return c, len(h) > 0
+		}
+		if base {
+			recs = dbRecords(journal.OpDBBase, source, rel, mode, redactedTxn(baseTx, tr.t.Reserved(), mask))
+		} else {
+			recs = nil
+			for _, tx := range txns {
+				recs = append(recs, dbRecords(journal.OpDBPages, source, rel, mode, redactedTxn(tx, tr.t.Reserved(), mask))...)
+			}
+		}
+		w.count(key, hits)
+		if len(hits) > 0 && w.o.Secrets == config.SecretsWithhold {
+			// Nothing of this database travels while it holds a secret. What the tracker
+			// consumed is not shipped, so it starts again with a base next time.
+			delete(w.dbs, key)
+			return ch, errWithheld
+		}
 	}
 	st := &fileState{Kind: "db", Dev: dev, Ino: ino, Offset: fi.Size(), Mode: mode, MTime: fi.ModTime().UnixNano()}
 	st.WalSize, st.WalMTime = walStamp(abs)
@@ -118,6 +145,12 @@ func dbRecords(op journal.Op, source, rel string, mode uint32, tx sqlite.Txn) []
 		recs = append(recs, journal.Record{Op: op, Source: source, Path: rel, Offset: int64(i), Mode: mode, Data: sqlite.EncodeTxn(piece)})
 	}
 	return recs
+}
+
+// redactedTxn masks the secrets of a transaction's pages (see sqlite.RedactTxn).
+func redactedTxn(tx sqlite.Txn, reserved int, mask sqlite.Masker) sqlite.Txn {
+	out, _ := sqlite.RedactTxn(tx, reserved, mask)
+	return out
 }
 
 // walStamp is the size and modification time of a database's WAL (zero when absent), so
