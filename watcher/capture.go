@@ -308,17 +308,22 @@ func (w *Watcher) scrub(what string, data []byte) ([]byte, int) {
 // capture of a plain-text file for the rest of a block that may never come), the bytes
 // before from are read again from the file, unmasked as they are there, and scanned as
 // context: the rest of the block is masked as in one scan of the whole file. Bodies run
-// at most redact.MaxSpan bytes, so that much context is enough; it is read only when it
-// is needed, a BEGIN line being in it.
+// at most redact.MaxSpan bytes, so that much context is enough. It is read only when the
+// last line before from could belong to a block (a JSONL line, with its braces and
+// quotes, cannot), and used only when a BEGIN line is in it.
 func (w *Watcher) scrubAppend(what string, f *os.File, from int64, data []byte) ([]byte, int, error) {
 	if w.scanner == nil || len(data) == 0 {
 		return data, 0, nil
 	}
-	n := min(from, int64(redact.MaxSpan))
-	if n == 0 {
+	open, err := mayOpenPEM(f, from)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !open {
 		clean, hits := w.scrub(what, data)
 		return clean, hits, nil
 	}
+	n := min(from, int64(redact.MaxSpan))
 	buf := make([]byte, n, n+int64(len(data)))
 	if _, err := f.ReadAt(buf, from-n); err != nil {
 		return nil, 0, err
@@ -333,6 +338,42 @@ func (w *Watcher) scrubAppend(what string, f *os.File, from int64, data []byte) 
 		return data, 0, nil
 	}
 	return clean, len(hits), nil
+}
+
+// mayOpenPEM reports whether the line that ends at from (the last one shipped) could be
+// the BEGIN line or a line of the body of a private key block, which the data after from
+// could continue. It reads at most 4 KiB; a longer line is no PEM line.
+func mayOpenPEM(f *os.File, from int64) (bool, error) {
+	if from == 0 {
+		return false, nil
+	}
+	n := min(from, 4096)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, from-n); err != nil {
+		return false, err
+	}
+	line := bytes.TrimRight(buf, "\r\n")
+	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
+		line = line[i+1:]
+	} else if n < from {
+		return false, nil
+	}
+	if bytes.Contains(line, pemBegin) {
+		return true, nil
+	}
+	for _, c := range line {
+		if !pemByte(c) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// pemByte reports whether c can be in a line of a PEM body: base64, or header text
+// such as "Proc-Type: 4,ENCRYPTED".
+func pemByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
+		bytes.IndexByte([]byte("+/=,.:- \t\\"), c) >= 0
 }
 
 // pemBegin starts the BEGIN line of a PEM block.

@@ -65,16 +65,21 @@ func testPEM(rng *rand.Rand, lines int) (begin, body, end string) {
 	return "-----BEGIN OPENSSH PRIVATE KEY-----\n", b.String(), "-----END OPENSSH PRIVATE KEY-----\n"
 }
 
-// TestSecretsAppendAcrossCaptures: a private key written to an append file in two
-// writes, the BEGIN line alone first and the body after that travelled, is masked as
-// in one scan of the whole file.
+// TestSecretsAppendAcrossCaptures: a private key written to an append file in three
+// writes (the BEGIN line alone, half the body, the rest), each captured before the next,
+// is masked as in one scan of the whole file.
 func TestSecretsAppendAcrossCaptures(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	r, _ := secretsRig(t, config.SecretsRedact)
 	begin, body, end := testPEM(rng, 12)
 	r.write("notes.log", "setting up the host\n"+begin, true)
 	r.expect("notes.log", "setting up the host\n"+begin, false)
-	r.write("notes.log", body+end+"done\n", true)
+	// Half the body next, then the rest: a capture between each.
+	half := strings.Index(body, "\n")*6 + 6
+	r.write("notes.log", body[:half], true)
+	want1, _ := redact.New().Redact([]byte("setting up the host\n" + begin + body[:half]))
+	r.expect("notes.log", string(want1), false)
+	r.write("notes.log", body[half:]+end+"done\n", true)
 	whole := "setting up the host\n" + begin + body + end + "done\n"
 	want, hits := redact.New().Redact([]byte(whole))
 	if len(hits) != 1 {
