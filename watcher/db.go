@@ -110,6 +110,12 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 	}
 	if w.scanner != nil && len(recs) > 0 {
 		var hits []redact.Hit
+		indexed := false
+		redactedTxn := func(tx sqlite.Txn, reserved int, mask sqlite.Masker) sqlite.Txn {
+			out, m := sqlite.RedactTxn(tx, reserved, mask)
+			indexed = indexed || m.Index
+			return out
+		}
 		mask := func(b []byte) ([]byte, bool) {
 			c, h := w.scanner.Redact(b)
 			hits = append(hits, h...)
@@ -124,6 +130,10 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 			}
 		}
 		w.count(key, hits)
+		if indexed && !w.warned[abs+"#index"] {
+			w.warned[abs+"#index"] = true
+			w.log.Warn("a secret was masked in an index of a database: run REINDEX on restored copies", "path", abs)
+		}
 		if len(hits) > 0 && w.o.Secrets == config.SecretsWithhold {
 			// Nothing of this database travels while it holds a secret. What the tracker
 			// consumed is not shipped, so it starts again with a base next time.
@@ -145,12 +155,6 @@ func dbRecords(op journal.Op, source, rel string, mode uint32, tx sqlite.Txn) []
 		recs = append(recs, journal.Record{Op: op, Source: source, Path: rel, Offset: int64(i), Mode: mode, Data: sqlite.EncodeTxn(piece)})
 	}
 	return recs
-}
-
-// redactedTxn masks the secrets of a transaction's pages (see sqlite.RedactTxn).
-func redactedTxn(tx sqlite.Txn, reserved int, mask sqlite.Masker) sqlite.Txn {
-	out, _ := sqlite.RedactTxn(tx, reserved, mask)
-	return out
 }
 
 // walStamp is the size and modification time of a database's WAL (zero when absent), so

@@ -17,16 +17,17 @@ type Masker func(b []byte) ([]byte, bool)
 //
 // reserved is the database's reserved bytes per page (header byte 20), which the layout
 // of cells depends on; page 1, when present, supplies it. It returns tx with the masked
-// pages copied (tx's own page data is never written) and whether anything was masked.
+// pages copied (tx's own page data is never written) and what was masked.
 //
 // Limits: a secret in an indexed column is masked in the table and in the index alike,
-// which can put index entries out of order; full-text indexes keep their own tokenized
-// copy of text, which no rule recognizes.
-func RedactTxn(tx Txn, reserved int, mask Masker) (Txn, bool) {
+// which leaves the index entries out of order (integrity_check reports rows missing
+// from the index; REINDEX rebuilds it); full-text indexes keep their own tokenized copy
+// of text, which no rule recognizes.
+func RedactTxn(tx Txn, reserved int, mask Masker) (Txn, Masked) {
 	if tx.PageSize < minPageSize || len(tx.Pages) == 0 {
-		return tx, false
+		return tx, Masked{}
 	}
-	r := &pageRedactor{tx: tx, mask: mask, index: make(map[uint32]int, len(tx.Pages)), used: map[int]bool{}}
+	r := &pageRedactor{tx: tx, mask: mask, index: make(map[uint32]int, len(tx.Pages)), used: make([]bool, len(tx.Pages))}
 	for i, p := range tx.Pages {
 		r.index[p.No] = i
 		if p.No == 1 && len(p.Data) >= dbHeaderSize {
@@ -35,22 +36,30 @@ func RedactTxn(tx Txn, reserved int, mask Masker) (Txn, bool) {
 	}
 	r.usable = tx.PageSize - reserved
 	if r.usable < 480 { // the least SQLite allows
-		return tx, false
+		return tx, Masked{}
 	}
 	// B-tree pages first: their cells claim the overflow pages they reach.
 	for i := range tx.Pages {
 		r.btree(i)
 	}
 	for i, p := range tx.Pages {
-		if r.used[i] || isBTree(p) || len(p.Data) != tx.PageSize {
+		if r.used[i] || isBTree(p) || len(p.Data) != tx.PageSize || p.No == 1 {
 			continue
 		}
 		r.region(i, 4, r.usable) // an overflow or freed page past its first pointer
 	}
-	if !r.changed {
-		return tx, false
+	if !r.res.Any {
+		return tx, Masked{}
 	}
-	return r.tx, true
+	return r.tx, r.res
+}
+
+// Masked says what RedactTxn masked.
+type Masked struct {
+	Any bool // some bytes
+	// Index is set when a value in an index b-tree was masked: that index no longer
+	// matches its table's order in the restored database until it is rebuilt.
+	Index bool
 }
 
 // pageRedactor holds one RedactTxn call.
@@ -59,9 +68,10 @@ type pageRedactor struct {
 	mask    Masker
 	usable  int
 	index   map[uint32]int // page number to index in tx.Pages
-	used    map[int]bool   // pages taken as overflow of a cell, or already parsed
+	used    []bool         // pages taken as overflow of a cell, or already parsed
 	cow     []bool         // pages copied already
-	changed bool
+	res     Masked
+	inIndex bool // the value being masked is an index key
 }
 
 // isBTree reports whether a page starts like a b-tree page.
@@ -95,7 +105,7 @@ func (r *pageRedactor) write(i, off int, b []byte) {
 		r.cow[i] = true
 	}
 	copy(r.tx.Pages[i].Data[off:], b)
-	r.changed = true
+	r.res.Any = true
 }
 
 // region masks page i's bytes [from, to), which no structure uses.
@@ -197,7 +207,9 @@ func (r *pageRedactor) btree(i int) {
 		if int64(j)+local > int64(r.usable) || (local < int64(size) && j+int(local)+4 > r.usable) {
 			continue
 		}
+		r.inIndex = typ != 0x0d
 		r.record(i, j, int(local), size)
+		r.inIndex = false
 	}
 }
 
@@ -266,6 +278,7 @@ func (r *pageRedactor) value(payload []byte, segs []segment, a, b int) {
 	if !ok || len(clean) != b-a {
 		return
 	}
+	r.res.Index = r.res.Index || r.inIndex
 	pos := 0
 	for _, s := range segs {
 		lo, hi := max(a, pos), min(b, pos+s.n)
