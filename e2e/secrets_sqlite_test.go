@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,8 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/mmreplicate/mmreplicate/internal/testenv"
+	"github.com/mmreplicate/mmreplicate/objstore"
+	"github.com/mmreplicate/mmreplicate/objstore/file"
 	"github.com/mmreplicate/mmreplicate/segment"
 )
 
@@ -154,4 +157,89 @@ func TestSecretsSQLite(t *testing.T) {
 		t.Fatal("the database did not reach git")
 	}
 	t.Logf("%d objects in the bucket and %d bytes of git objects checked", objects, len(objs))
+}
+
+// TestSecretsWithholdEveryKind: with secrets.action withhold, the real daemon keeps a
+// secret out of every kind of file: a session file travels up to the line before the
+// one holding a key and no further, a notes file holding one is not stored, and a
+// memory database stops at the state before the transaction that wrote one, while a
+// clean file beside them travels.
+func TestSecretsWithholdEveryKind(t *testing.T) {
+	h := newHost(t, hostOpts{extra: "secrets:\n  action: withhold\n"})
+	cfg, _ := os.ReadFile(h.config)
+	os.WriteFile(h.config, bytes.Replace(cfg, []byte("    include: [\"**/*.jsonl\"]\n"), nil, 1), 0o600)
+	key := fakeAPIKey()
+	dbPath := filepath.Join(h.src, "memory", "agent.db")
+	os.MkdirAll(filepath.Dir(dbPath), 0o755)
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	d := h.start()
+	h.appendLine("main/s.jsonl", `{"n":1}`+"\n")
+	os.WriteFile(filepath.Join(h.src, "clean.md"), []byte("nothing secret\n"), 0o644)
+	time.Sleep(1500 * time.Millisecond)
+	h.appendLine("main/s.jsonl", `{"key":"`+key+`"}`+"\n")
+	h.appendLine("main/s.jsonl", `{"n":3}`+"\n")
+	os.WriteFile(filepath.Join(h.src, "notes.md"), []byte("ANTHROPIC_API_KEY="+key+"\n"), 0o644)
+	if _, err := db.Exec("INSERT INTO notes VALUES (1, ?)", "my key "+key); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	d.stop(t)
+	to := h.restore("latest")
+	got := tree(t, to)
+	if s := got["sessions/main/s.jsonl"]; s != `{"n":1}`+"\n" {
+		t.Fatalf("session file restored as %q", s)
+	}
+	if got["sessions/clean.md"] != "nothing secret\n" {
+		t.Fatalf("the clean file did not travel: %v", keysOf(got))
+	}
+	if _, ok := got["sessions/notes.md"]; ok {
+		t.Fatal("notes.md travelled although it holds a key")
+	}
+	// The database travelled while it was clean, and stopped with the secret.
+	rdb, err := sql.Open("sqlite", "file:"+filepath.Join(to, "sessions", "memory", "agent.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	var n int
+	if err := rdb.QueryRow("SELECT count(*) FROM notes").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("restored database: %d notes, %v; want the empty table it had before the key", n, err)
+	}
+	st, _ := file.New(filepath.Join(h.data, "store"))
+	ctx := context.Background()
+	st.List(ctx, "", func(o objstore.ObjectInfo) error {
+		body, err := st.Get(ctx, o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(o.Key, ".seg") {
+			recs, err := segment.Decode(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				body = append(body, r.Data...)
+			}
+		}
+		if bytes.Contains(body, []byte(key[20:60])) {
+			t.Fatalf("the key is in stored object %s", o.Key)
+		}
+		return nil
+	})
+}
+
+func keysOf(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
