@@ -17,19 +17,24 @@ const MaxSpan = 64<<10 + 4<<10
 // its scheme ("postgres://") or its BEGIN line, and a boundary before it.
 const lookBehind = 1 << 10
 
-// redactIn masks in place the secrets of d that reach past from and start before
-// before: a secret that starts before from has its bytes from from on masked (the
-// earlier part is someone else's, already handled); one that starts at before or later
-// is left for a later call that sees more of what follows. It returns the hits applied,
-// with offsets into d, clipped to from.
-func (s *Scanner) redactIn(d []byte, from, before int) []Hit {
+// redactIn masks in place the secrets of d that start in [from, before), or, with
+// tail, those that reach past from wherever they start; a secret starting at before or
+// later is left for a later call that sees more of what follows. A secret is always
+// masked whole, never from a cut, so a mask never starts inside an escape sequence; the
+// caller keeps only the bytes it owns. It returns the hits applied, with offsets into d,
+// clipped to from.
+func (s *Scanner) redactIn(d []byte, from, before int, tail bool) []Hit {
 	ms := s.find(d, nil)
 	if len(ms) == 0 {
 		return nil
 	}
 	kept := ms[:0]
 	for _, m := range ms {
-		if m.end > from && m.off < before && secretLen(d, max(m.off+m.keep, from), m.end, m.mode) > 0 {
+		in := m.off >= from
+		if tail {
+			in = m.end > from
+		}
+		if in && m.off < before {
 			kept = append(kept, m)
 		}
 	}
@@ -37,7 +42,7 @@ func (s *Scanner) redactIn(d []byte, from, before int) []Hit {
 		return nil
 	}
 	for _, m := range kept {
-		mask(d, max(m.off+m.keep, from), m.end, m.mode)
+		mask(d, m.off+m.keep, m.end, m.mode)
 	}
 	hits := report(kept)
 	for i := range hits {
@@ -74,9 +79,9 @@ func (s *Scanner) RedactTail(data []byte, from int) ([]byte, []Hit) {
 		return data[from:], nil
 	}
 	out := bytes.Clone(data)
-	hits := s.redactIn(out, from, len(out))
-	if len(hits) == 0 {
-		return data[from:], nil
+	hits := s.redactIn(out, from, len(out), true)
+	if len(hits) == 0 || bytes.Equal(out[from:], data[from:]) {
+		return data[from:], nil // what reached past from was masked already
 	}
 	for i := range hits {
 		hits[i].Offset -= from
@@ -150,7 +155,7 @@ func (r *Reader) fill() {
 	if !eof {
 		cut = max(r.from, len(r.buf)-MaxSpan)
 	}
-	for _, h := range r.s.redactIn(r.buf, r.from, cut) {
+	for _, h := range r.s.redactIn(r.buf, r.from, cut, false) {
 		h.Offset += int(r.pos)
 		r.hits = append(r.hits, h)
 	}

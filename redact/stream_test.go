@@ -147,3 +147,31 @@ func TestRedactTailPEM(t *testing.T) {
 		t.Fatalf("clean tail: %q %v", got, hits)
 	}
 }
+
+// FuzzRedactTail: for data cut after a line break, RedactTail gives exactly the part
+// after the cut of Redact on the whole.
+func FuzzRedactTail(f *testing.F) {
+	for _, s := range samples() {
+		f.Add(s.text, uint16(len(s.text)/2))
+	}
+	pem := pemBlock("RSA PRIVATE KEY", "fuzz", 4)
+	f.Add("x\n"+pem+"y\n", uint16(40))
+	s := New()
+	f.Fuzz(func(t *testing.T, text string, at uint16) {
+		data := []byte(text)
+		from := min(int(at), len(data))
+		if i := bytes.LastIndexByte(data[:from], '\n'); i >= 0 {
+			from = i + 1
+		} else {
+			from = 0
+		}
+		whole, _ := s.Redact(data)
+		got, hits := s.RedactTail(data, from)
+		if !bytes.Equal(got, whole[from:]) {
+			t.Fatalf("from %d: %q, want %q", from, got, whole[from:])
+		}
+		if (len(hits) > 0) != !bytes.Equal(got, data[from:]) {
+			t.Fatalf("from %d: %d hits, changed %v", from, len(hits), !bytes.Equal(got, data[from:]))
+		}
+	})
+}
