@@ -196,10 +196,10 @@ func (w *Watcher) captureWhole(source, rel, abs string, prev *fileState, early c
 		}
 		st := &fileState{Kind: "file", Dev: dev, Ino: ino, Offset: before.Size(), Tail: sum, Mode: mode, MTime: mtime}
 		ch.state = st
-		w.count(abs, hits) // once per capture kept, not per read
 		if prev != nil && prev.Kind == "file" && prev.Tail == sum && prev.Mode == mode {
 			return ch, nil // touched, same content: remember the new mtime only
 		}
+		w.count(abs, hits) // once per version shipped, not per read
 		ch.recs = append(recs, journal.Record{Op: journal.OpFile, Source: source, Path: rel, Offset: before.Size(), Mode: mode, Data: journal.EncodeChunks(refs)})
 		return ch, nil
 	}
