@@ -21,8 +21,13 @@ const rebaseEvery = 30 * time.Minute
 type dbTrack struct {
 	t        *sqlite.Tracker
 	based    time.Time
-	rollback bool // rollback-journal mode: copied whole after each change
+	rollback bool      // rollback-journal mode: copied whole after each change
+	withheld time.Time // when the database was last withheld for holding a secret
 }
+
+// withholdRetry is how long a database withheld for holding a secret waits before it is
+// read whole again to see whether the secret is gone.
+const withholdRetry = time.Minute
 
 // dbOf maps a -wal, -shm or -journal file to its database.
 func dbOf(rel string) (string, bool) {
@@ -61,6 +66,12 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 	dev, ino := identity(fi)
 	mode := uint32(fi.Mode().Perm())
 	tr := w.dbs[key]
+	if tr != nil && !tr.withheld.IsZero() {
+		if time.Since(tr.withheld) < withholdRetry {
+			return ch, errWithheld
+		}
+		tr = nil // look again, from a new base
+	}
 	if tr == nil || prev == nil || prev.Kind != "db" || prev.Dev != dev || prev.Ino != ino {
 		tr = &dbTrack{t: sqlite.NewTracker(abs)}
 		w.dbs[key] = tr
@@ -136,8 +147,9 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 		}
 		if len(hits) > 0 && w.o.Secrets == config.SecretsWithhold {
 			// Nothing of this database travels while it holds a secret. What the tracker
-			// consumed is not shipped, so it starts again with a base next time.
-			delete(w.dbs, key)
+			// consumed is not shipped, so it starts again with a base next time, which
+			// is taken at most once per withholdRetry however often the database changes.
+			w.dbs[key] = &dbTrack{withheld: time.Now()}
 			return ch, errWithheld
 		}
 	}
