@@ -226,3 +226,43 @@ func TestSecretsWithholdSQLite(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsWithholdLargeFile: with withhold, a file large enough that its chunks would
+// travel ahead of its file record, holding a key near its end, sends nothing at all: no
+// file record and no chunk.
+func TestSecretsWithholdLargeFile(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	data := make([]byte, 40<<20)
+	for i := range data {
+		data[i] = "abcdefghij klmnopqrstuvwxyz\n"[rng.IntN(28)]
+	}
+	copy(data[len(data)-500:], " "+testKey(rng)+" ")
+	r, w := secretsRig(t, config.SecretsWithhold)
+	tmp := filepath.Join(filepath.Dir(r.src), "big.tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(r.src, "big.bin")); err != nil {
+		t.Fatal(err)
+	}
+	r.write("small.txt", "clean\n", false)
+	r.expect("small.txt", "clean\n", false)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, withheld := w.Secrets(); withheld > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing withheld")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	r.replay()
+	if _, ok := r.files["big.bin"]; ok {
+		t.Fatal("the file travelled")
+	}
+	if len(r.chunks) != 1 {
+		t.Fatalf("%d chunks travelled; only small.txt's should have", len(r.chunks))
+	}
+}
