@@ -325,6 +325,7 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 	// rebuilds content, needs more: see Plan.Start).
 	q := NewSequence(x.Seq + 1)
 	var damaged *segment.Info // the newest segment that could not be read
+	var damagedErr error      // and why
 	for _, s := range p.Segments {
 		if s.LastSeq <= x.Seq {
 			continue
@@ -347,7 +348,7 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 				return out, fmt.Errorf("segment %s: %w", s.Key, err)
 			}
 			out.Problems = append(out.Problems, fmt.Sprintf("segment %s: %v", s.Key, err))
-			damaged = &s
+			damaged, damagedErr = &s, err
 			continue
 		}
 		if g := q.Segment(s); g != nil {
@@ -369,7 +370,7 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 	// A damaged segment is named as a gap by the next readable one; the newest needs
 	// saying here.
 	if damaged != nil && damaged.LastSeq >= q.next && (latest || !damaged.FirstTime.After(at)) {
-		gap(Gap{From: q.next, To: damaged.LastSeq, Before: "the end (" + damaged.Key + " unreadable)"})
+		gap(Gap{From: q.next, To: damaged.LastSeq, Before: fmt.Sprintf("the end (%s unreadable: %v)", damaged.Key, damagedErr)})
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,7 +131,8 @@ func (r *rig) replay() []journal.Record {
 // expect waits until the replayed state holds want for path ("" = absent).
 func (r *rig) expect(path, want string, absent bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	// Generous: a 100 MB file is chunked and hashed on a machine that may be busy.
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		r.replay()
 		got, ok := r.files[path]
@@ -139,7 +141,16 @@ func (r *rig) expect(path, want string, absent bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	r.t.Fatalf("%s: have %q (present %v), want %q (absent %v)", path, r.files[path], r.files[path] != nil, want, absent)
+	r.t.Fatalf("%s: have %s (present %v), want %s (absent %v)", path, brief(r.files[path]), r.files[path] != nil, brief([]byte(want)), absent)
+}
+
+// brief quotes short contents whole and long ones by length and a little of each end, so
+// a failure on a 100 MB file stays readable.
+func brief(b []byte) string {
+	if len(b) <= 200 {
+		return fmt.Sprintf("%q", b)
+	}
+	return fmt.Sprintf("%d bytes %q…%q", len(b), b[:40], b[len(b)-40:])
 }
 
 func (r *rig) write(rel, content string, appendTo bool) {
