@@ -264,6 +264,7 @@ func TestErrors(t *testing.T) {
 		{"s3 scalar", minimal + "s3: s3://b\n", []string{"s3: must be a mapping (url: …) or a list of them"}},
 		{"retention bad span", minimal + "retention:\n  keep_all: 7days\n", []string{`retention.keep_all: "7days" is not a duration`}},
 		{"retention negative", minimal + "retention:\n  keep_all: 7d\n  daily: -1h\n", []string{"retention.daily: must not be negative"}},
+		{"retention blob_grace below the chunk trust", minimal + "retention:\n  keep_all: 7d\n  blob_grace: 1h\n", []string{"retention.blob_grace: 1h0m0s is below the minimum 7h0m0s"}},
 		{"retention windows without keep_all", minimal + "retention:\n  daily: 30d\n", []string{"retention.keep_all: is required"}},
 
 		// Sources.

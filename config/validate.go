@@ -56,6 +56,13 @@ func (d *decoder) validate(c *Config) error {
 		// Thinning windows start where keep_all ends; without it nothing is thinned.
 		return d.errAt("retention.keep_all", "is required (e.g. 7d) when retention.hourly or retention.daily is set")
 	}
+	if g := c.Retention.BlobGrace; g != 0 && g < MinBlobGrace {
+		// The watcher and the S3 sink trust for ChunkTrust that a chunk they sent is
+		// stored, and then refer to it without sending it again: a blob swept sooner
+		// than that could be referred to after it is gone.
+		return d.errAt("retention.blob_grace", "%s is below the minimum %s (chunks are trusted as stored for %s after they are sent, plus %s for the records that refer to them to arrive)",
+			g, MinBlobGrace, ChunkTrust, MinBlobGrace-ChunkTrust)
+	}
 	if e := c.Encryption; e != nil {
 		if len(e.Recipients) == 0 {
 			return d.errAt("encryption.recipients", "needs at least one age public key (age1…); omit encryption to store objects unencrypted")

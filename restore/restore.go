@@ -66,6 +66,9 @@ type Result struct {
 	Fetched  int64 // stored bytes of the segments read
 	Manifest string
 	Problems []string
+	// Placed lists, as "source/path", every file, folder and link the restore wrote
+	// (none for a dry run): what a seeded watcher may take as already in the store.
+	Placed []string
 }
 
 // Run rebuilds the state at o.At into o.To.
