@@ -164,6 +164,9 @@ func (g *Gateway) historyObject(key, rest string, rr *gofakes3.ObjectRangeReques
 		return nil, gofakes3.KeyNotFound(key)
 	}
 	e, v, err := g.versionAt(file, t.UnixNano())
+	if errors.Is(err, errLost) { // the history holds it: the store lost what it needs
+		return nil, incomplete(file+" at "+rest[i+1:], err)
+	}
 	if errors.Is(err, errNoVersion) {
 		return nil, gofakes3.KeyNotFound(key)
 	}

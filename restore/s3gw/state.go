@@ -180,6 +180,10 @@ func hashOpen(f *os.File) (fileMeta, error) {
 // errNoVersion means a history key names no stored version of a regular file.
 var errNoVersion = errors.New("no such version")
 
+// errLost (an errNoVersion) means the version could not be rebuilt because an object it
+// needs is missing or damaged; the error names it.
+var errLost = fmt.Errorf("%w: its content cannot be rebuilt", errNoVersion)
+
 // version is one file's content at one of its change times.
 type version struct {
 	path     string
@@ -223,7 +227,7 @@ func (g *Gateway) buildVersion(key, file string, t int64) (any, string, int64, e
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		if perr := problem(res.Problems); perr != nil { // missing because of the damage
-			return nil, "", 0, incomplete(fmt.Sprintf("%s at %s", file, timespec.Format(time.Unix(0, t))), perr)
+			return nil, "", 0, fmt.Errorf("%w: %s at %s: %w", errLost, file, timespec.Format(time.Unix(0, t)), perr)
 		}
 		return nil, "", 0, err
 	}
