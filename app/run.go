@@ -121,7 +121,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	// A host rebuilt from its store continues the numbering and the clock of the lost one,
 	// so its records never collide with what the store already holds.
 	d.j, err = journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{
-		MaxBytes: cfg.Journal.MaxBytes, FirstSeq: lastSeq + 1, MinTime: lastTime, Logger: o.Log})
+		MaxBytes: cfg.Journal.MaxBytes, SyncInterval: cfg.Journal.SyncInterval, FirstSeq: lastSeq + 1, MinTime: lastTime, Logger: o.Log})
 	if err != nil {
 		return err
 	}

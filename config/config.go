@@ -204,7 +204,7 @@ func (h HTTP) Enabled() bool { return h.Listen != HTTPOff }
 // Journal limits the local append-only journal.
 type Journal struct {
 	MaxBytes     int64         // key max_bytes; default 10 GiB
-	SyncInterval time.Duration // key sync_interval; default 2ms
+	SyncInterval time.Duration // key sync_interval; default 2ms: longest an fsync waits for concurrent appends (group commit)
 }
 
 // DefaultPath is the config file commands read when --config is not given:
