@@ -1,0 +1,77 @@
+package watcher
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mmreplicate/mmreplicate/config"
+	"github.com/mmreplicate/mmreplicate/journal"
+)
+
+// A journal that refuses appends (here: its size cap) keeps the change pending; the
+// per-file state is not saved ahead of the records, so neither a retry nor a restart in
+// the middle loses the bytes.
+func TestRefusedAppendStaysPending(t *testing.T) {
+	r := newRigWith(t, config.Source{Name: "s"}, journal.Options{MaxBytes: 64 << 10})
+	r.write("a.jsonl", "one\n", false)
+	r.expect("a.jsonl", "one\n", false)
+	// Fill the journal to its cap.
+	fill(t, r.j)
+	r.replay()
+	r.write("a.jsonl", "two\n", true)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.w.Paused() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher never reported the refused append")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !errors.Is(r.w.Paused(), journal.ErrFull) || !r.w.JournalFull() {
+		t.Fatalf("paused because of %v", r.w.Paused())
+	}
+	r.replay()
+	if got := string(r.files["a.jsonl"]); got != "one\n" {
+		t.Fatalf("journal holds %q while full", got)
+	}
+	// A restart while the journal is still full: shutdown tries once more and saves its
+	// state, which must not claim the second line.
+	r.halt()
+	if err := r.j.Release(r.j.LastSeq() + 1); err != nil {
+		t.Fatal(err)
+	}
+	r.startWith(config.Source{Name: "s", Path: r.src})
+	r.expect("a.jsonl", "one\ntwo\n", false)
+	if r.w.Paused() != nil {
+		t.Fatalf("still paused: %v", r.w.Paused())
+	}
+
+	// Without a restart: the pending change goes once space returns.
+	fill(t, r.j)
+	r.replay()
+	r.write("a.jsonl", "three\n", true)
+	for r.w.Paused() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.j.Release(r.j.LastSeq() + 1); err != nil {
+		t.Fatal(err)
+	}
+	r.expect("a.jsonl", "one\ntwo\nthree\n", false)
+}
+
+// fill appends to j until not even a one-byte record fits.
+func fill(t *testing.T, j *journal.Journal) {
+	t.Helper()
+	for _, n := range []int{3000, 100, 1} {
+		for {
+			err := j.Append([]journal.Record{{Op: journal.OpAppend, Source: "s", Path: "f", Data: []byte(strings.Repeat("f", n))}})
+			if errors.Is(err, journal.ErrFull) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
