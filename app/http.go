@@ -26,18 +26,21 @@ var (
 
 // Status is what /status serves and `mmreplicate status` prints.
 type Status struct {
-	Host       string         `json:"host"`
-	Version    string         `json:"version"`
-	Started    time.Time      `json:"started"`
-	Journal    JournalStatus  `json:"journal"`
-	Sources    []SourceStatus `json:"sources"`
-	Sinks      []SinkStatus   `json:"sinks"`
-	Overflows  uint64         `json:"inotify_overflows"`
-	Skipped    uint64         `json:"files_skipped"`
-	CaptureErr uint64         `json:"capture_errors"`
-	DBRebases  uint64         `json:"sqlite_rebases"`
-	Drills     []DrillStatus  `json:"drills"`
-	Git        *GitStatus     `json:"git,omitempty"`
+	Host    string        `json:"host"`
+	Version string        `json:"version"`
+	Started time.Time     `json:"started"`
+	Journal JournalStatus `json:"journal"`
+	Capture CaptureStatus `json:"capture"`
+	// DataDirFree is the space left in data_dir's file system (-1 when unknown).
+	DataDirFree int64          `json:"data_dir_free_bytes"`
+	Sources     []SourceStatus `json:"sources"`
+	Sinks       []SinkStatus   `json:"sinks"`
+	Overflows   uint64         `json:"inotify_overflows"`
+	Skipped     uint64         `json:"files_skipped"`
+	CaptureErr  uint64         `json:"capture_errors"`
+	DBRebases   uint64         `json:"sqlite_rebases"`
+	Drills      []DrillStatus  `json:"drills"`
+	Git         *GitStatus     `json:"git,omitempty"`
 }
 
 // GitStatus is the git sink's last commit and push state.
@@ -84,6 +87,7 @@ func (d *daemon) status() Status {
 	s := Status{Host: d.cfg.Host, Version: Version, Started: d.started, Overflows: ov, Skipped: sk, CaptureErr: ce, DBRebases: w.DBRebases(),
 		Journal: JournalStatus{Dir: d.j.Dir(), Bytes: d.j.Size(), LastSeq: d.j.LastSeq(), PublishedSeq: d.pub.Next() - 1,
 			PublishErrors: d.pub.Errors(), Full: w.JournalFull()}}
+	s.DataDirFree, s.Capture = d.diskStatus()
 	for _, st := range w.Stats() {
 		s.Sources = append(s.Sources, SourceStatus{Name: st.Name, Files: st.Files, LastChange: st.LastChange})
 	}
@@ -139,6 +143,8 @@ var (
 	mJournalBytes  = prometheus.NewDesc("mmreplicate_journal_bytes", "Bytes of the local journal on disk.", nil, nil)
 	mJournalSeq    = prometheus.NewDesc("mmreplicate_journal_last_sequence", "Sequence number of the newest durable record.", nil, nil)
 	mJournalFull   = prometheus.NewDesc("mmreplicate_journal_full", "1 while the journal refuses appends for lack of space.", nil, nil)
+	mDataDirFree   = prometheus.NewDesc("mmreplicate_data_dir_free_bytes", "Bytes free for the daemon in data_dir's file system.", nil, nil)
+	mCapturePaused = prometheus.NewDesc("mmreplicate_capture_paused", "1 while captured changes cannot be journaled (reason: e.g. \"capture paused: disk full\"), 0 while capture runs.", []string{"reason"}, nil)
 	mPublished     = prometheus.NewDesc("mmreplicate_published_sequence", "Sequence number of the newest record acknowledged by NATS.", nil, nil)
 	mPubErrors     = prometheus.NewDesc("mmreplicate_publish_errors_total", "Failed publish attempts.", nil, nil)
 	mFiles         = prometheus.NewDesc("mmreplicate_source_files_watched", "Files watched per source.", []string{"source"}, nil)
@@ -171,6 +177,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	g(mJournalBytes, float64(s.Journal.Bytes))
 	g(mJournalSeq, float64(s.Journal.LastSeq))
 	g(mJournalFull, b2f(s.Journal.Full))
+	if s.DataDirFree >= 0 {
+		g(mDataDirFree, float64(s.DataDirFree))
+	}
+	if s.Capture.Paused {
+		g(mCapturePaused, 1, s.Capture.Reason)
+	} else {
+		g(mCapturePaused, 0, "")
+	}
 	g(mPublished, float64(s.Journal.PublishedSeq))
 	cnt(mPubErrors, float64(s.Journal.PublishErrors))
 	for _, src := range s.Sources {

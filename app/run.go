@@ -62,6 +62,8 @@ type daemon struct {
 
 	oldestMu sync.Mutex
 	oldest   map[uint64]time.Time // capture time of the oldest unstored record, by seq
+
+	disk diskState // data_dir's free space and why capture is paused (diskfull.go)
 }
 
 // Run is `mmreplicate run`: it returns nil after a clean shutdown when ctx ends.
@@ -149,7 +151,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		names = append(names, "git")
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	stream, err := natsbus.SetupWithRetry(setupCtx, nc, js, cfg.Host, cfg.NATS.MaxBytes, names, d.log)
+	stream, err := natsbus.SetupWithRetry(setupCtx, nc, js, cfg.Host, d.streamBytes(), names, d.log, d.streamOptions()...)
 	cancel()
 	if err != nil {
 		return err
@@ -214,6 +216,7 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	}
 	defer httpStop()
 	go d.releaseLoop(sinkCtx)
+	go d.diskLoop(sinkCtx)
 	if d.cfg.Drill.Enabled {
 		go d.drills.run(sinkCtx, d.cfg.Drill.Interval)
 	}

@@ -541,3 +541,41 @@ func TestSyncIntervalGroupsFsyncs(t *testing.T) {
 		t.Fatalf("%d fsyncs for 8 concurrent appends with sync_interval 1s", n)
 	}
 }
+
+// On a full disk, releasing every record frees the space although no new segment can be
+// created: the active one is emptied in place.
+func TestReleaseOnFullDiskFreesSpace(t *testing.T) {
+	dir := t.TempDir()
+	ops := newFaultOps()
+	o := Options{ops: ops, SegmentBytes: 200}
+	j, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLedger(t)
+	for range 5 {
+		l.mustAppend(j)
+	}
+	ops.add(rule{op: "open", times: -1, err: syscall.ENOSPC})
+	ops.add(rule{op: "write", times: -1, err: syscall.ENOSPC})
+	if _, err := l.append(j); !DiskFull(err) {
+		t.Fatalf("append: %v", err)
+	}
+	if err := j.Release(j.LastSeq() + 1); err != nil {
+		t.Fatal(err)
+	}
+	sizes := segSizes(t, dir)
+	if len(sizes) != 1 || sizes[segName(6)] != int64(len(segMagic)) {
+		t.Fatalf("segments after releasing everything on a full disk: %v", sizes)
+	}
+	if j.Size() != int64(len(segMagic)) || j.FirstSeq() != 6 {
+		t.Fatalf("size %d first %d", j.Size(), j.FirstSeq())
+	}
+	ops.clear()
+	l.acked = map[uint64]string{} // released on purpose
+	if seq := l.mustAppend(j); seq != 6 {
+		t.Fatalf("append after release got %d, want 6", seq)
+	}
+	l.check(j)
+	l.reopen(j, dir, Options{SegmentBytes: 200})
+}

@@ -568,9 +568,12 @@ func (j *Journal) Release(seq uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	// The active segment too, once every record in it is released: start a fresh one.
-	if !j.closed && j.stopped == nil && len(j.segs) > 0 && j.nextSeq <= seq && j.segs[len(j.segs)-1].size > int64(len(segMagic)) {
-		if err := j.roll(); err != nil {
-			return err
+	var rollErr error
+	if !j.closed && j.stopped == nil && j.active != nil && j.nextSeq <= seq && j.segs[len(j.segs)-1].size > int64(len(segMagic)) {
+		if rollErr = j.roll(); rollErr != nil && j.stopped == nil {
+			// A full disk has no room for a new segment; the released one is emptied
+			// in place instead, which needs none.
+			rollErr = j.emptyActive()
 		}
 	}
 	for len(j.segs) > 1 && j.segs[1].first <= seq {
@@ -579,6 +582,34 @@ func (j *Journal) Release(seq uint64) error {
 		}
 		j.total -= j.segs[0].size
 		j.segs = j.segs[1:]
+	}
+	return rollErr
+}
+
+// emptyActive cuts the active segment, every record of which is released, back to its
+// header and renames it for the next record: a roll that needs no free space. Callers
+// hold mu.
+func (j *Journal) emptyActive() error {
+	seg := &j.segs[len(j.segs)-1]
+	if err := j.active.Truncate(int64(len(segMagic))); err != nil {
+		return fmt.Errorf("journal: release: %w", err)
+	}
+	if err := j.active.Sync(); err != nil {
+		j.stop(fmt.Errorf("sync after emptying a released segment: %w", err))
+		return fmt.Errorf("journal: release: sync: %w", err)
+	}
+	j.total -= seg.size - int64(len(segMagic))
+	seg.size, j.durable, j.tail = int64(len(segMagic)), int64(len(segMagic)), nil
+	path := filepath.Join(j.dir, segName(j.nextSeq))
+	if err := os.Rename(seg.path, path); err != nil {
+		// Readers find records by their numbers, not by the file name: this only makes
+		// FirstSeq report an older number until the next roll.
+		j.log.Warn("cannot rename an emptied segment", "segment", seg.path, "err", err)
+		return nil
+	}
+	seg.first, seg.path = j.nextSeq, path
+	if err := j.ops.SyncDir(j.dir); err != nil {
+		j.log.Warn("emptied segment: folder sync", "err", err)
 	}
 	return nil
 }

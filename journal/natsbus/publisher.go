@@ -115,6 +115,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	// failure the first message goes unchained, from the cursor, which is never past
 	// what the stream holds.
 	expect := ""
+	cursorFailing := false
 	for {
 		// Settle what has been acknowledged, in order; wait only when the window is full.
 		var failure error
@@ -156,7 +157,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		if p.next.Load()-saved > 10000 || (len(window) == 0 && saved != p.next.Load()) {
 			if err := journal.WriteCursor(p.CursorDir, CursorName, p.next.Load()); err != nil {
-				return err
+				// A full disk: the cursor only saves re-sending after a restart, and the
+				// server drops what it already has, so publishing goes on.
+				if !cursorFailing {
+					p.Log.Warn("cannot save the publish cursor; publishing goes on", "err", err)
+				}
+				cursorFailing = true
+			} else {
+				cursorFailing = false
 			}
 			saved = p.next.Load()
 		}
