@@ -154,3 +154,20 @@ func (d *daemon) diskStatus() (free int64, c CaptureStatus) {
 	defer d.disk.mu.Unlock()
 	return d.disk.free, CaptureStatus{Paused: d.disk.reason != "", Reason: d.disk.reason, Since: d.disk.since}
 }
+
+// memoryStreamStart makes the publisher begin at the journal's oldest record when the
+// stream lives in memory and the start points of the sinks are not all known (a target
+// did not answer at start): the stream came back empty, and the publish cursor only
+// says what an earlier stream held. Sinks drop what they have stored already.
+func (d *daemon) memoryStreamStart(down []bool) {
+	if d.ns == nil {
+		return
+	}
+	unknown := d.pub.StartAt == 0
+	for _, dn := range down {
+		unknown = unknown || dn
+	}
+	if unknown {
+		d.pub.StartAt = d.j.FirstSeq()
+	}
+}

@@ -163,6 +163,7 @@ func Run(ctx context.Context, o RunOptions) error {
 			d.pub.StartAt = s + 1
 		}
 	}
+	d.memoryStreamStart(down)
 	for i, t := range cfg.S3 {
 		d.targets = append(d.targets, stores[i].String())
 		if o.NoSinks {

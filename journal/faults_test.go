@@ -579,3 +579,35 @@ func TestReleaseOnFullDiskFreesSpace(t *testing.T) {
 	l.check(j)
 	l.reopen(j, dir, Options{SegmentBytes: 200})
 }
+
+// A reader that has caught up lets go of a released segment: an open file would keep
+// the space of a deleted one in use, and on a full disk nothing could be appended.
+func TestReaderLetsGoOfReleasedSegment(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentBytes: 200})
+	l := newLedger(t)
+	for range 3 {
+		l.mustAppend(j)
+	}
+	r := j.NewReader(1)
+	defer r.Close()
+	if recs, err := r.Read(1 << 20); err != nil || len(recs) != 3 {
+		t.Fatalf("read %d, %v", len(recs), err)
+	}
+	if r.f == nil {
+		t.Fatal("reader holds no segment after reading")
+	}
+	if err := j.Release(4); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := r.Read(1 << 20); err != nil || len(recs) != 0 {
+		t.Fatalf("read after release: %d, %v", len(recs), err)
+	}
+	if r.f != nil {
+		t.Fatal("reader still holds a released segment open")
+	}
+	seq := l.mustAppend(j)
+	if recs, err := r.Read(1 << 20); err != nil || len(recs) != 1 || recs[0].Seq != seq {
+		t.Fatalf("read of the next record: %v, %v", recs, err)
+	}
+}

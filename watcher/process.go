@@ -31,7 +31,7 @@ func (w *Watcher) process(force bool) {
 			if !force && !p.immediate && !p.due(now, w.o.Debounce, w.o.MaxDelay) {
 				continue
 			}
-			if size >= maxBatch {
+			if size >= w.batchLimit() {
 				more = true
 				break
 			}
@@ -156,6 +156,15 @@ const (
 	minAppendBackoff = 500 * time.Millisecond
 	maxAppendBackoff = 15 * time.Second
 )
+
+// batchLimit is maxBatch, smaller while the disk is full: a batch that fits the space
+// that is left goes when a big one would not.
+func (w *Watcher) batchLimit() int {
+	if w.backoff == 0 {
+		return maxBatch
+	}
+	return max(maxBatch>>min(int(w.backoff/minAppendBackoff), 10), 64<<10)
+}
 
 // refused notes an append the journal refused: the changes stay pending and the next
 // try waits. It logs the first refusal of a spell; the daemon repeats it once a minute.
