@@ -200,7 +200,12 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 			// The last word: whatever changed before shutdown is journaled now.
 			w.scan(false)
 			w.process(true)
-			return w.save(true)
+			if err := w.save(true); err != nil && !journal.DiskFull(err) {
+				return err
+			}
+			// On a full disk the journal has every record the state would describe:
+			// the next start reads those files again, and the store drops what it has.
+			return nil
 		case ev, ok := <-fsw.Events:
 			if !ok {
 				return nil
