@@ -12,11 +12,11 @@ VERSITYGW := $(TOOLS_BIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
 export MMR_VERSITYGW := $(VERSITYGW)
 
-.PHONY: help build test test-unit test-integration fuzz bench lint run tools clean
+.PHONY: help build test test-unit test-integration fuzz bench lint run tools deps clean
 
 help:
 	@echo "make run               build, set up ./demo and run the daemon on the embedded defaults"
-	@echo "make test              lint, unit and integration tests (builds the S3 test server once)"
+	@echo "make test              installs the test tools, then lint, unit and integration tests (builds the S3 test server once)"
 	@echo "make test-unit         fast unit tests only"
 	@echo "make test-integration  end-to-end tests against real NATS and S3 servers"
 	@echo "make fuzz              run every fuzz target for FUZZTIME (default 10s)"
@@ -25,6 +25,10 @@ help:
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/mmreplicate ./cmd/mmreplicate
+
+# The programs the integration tests drive (Debian packages; installed when run as root).
+deps:
+	@scripts/test-deps.sh
 
 # The S3 server the tests run against, built once and kept in $(TOOLS_BIN).
 tools: $(VERSITYGW)
@@ -41,10 +45,10 @@ lint:
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-test-integration: tools build
+test-integration: deps tools build
 	$(GO) test -count=1 -timeout 20m ./e2e/ ./objstore/... ./internal/...
 
-test: tools lint build
+test: deps tools lint build
 	$(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
@@ -53,8 +57,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./journal/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./segment/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./timespec/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTxn$$' -fuzztime $(FUZZTIME) ./watcher/sqlite/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTxn$$' -fuzztime $(FUZZTIME) ./sqlitepage/
 	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./redact/
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./state/
 
 bench: tools build
 	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/ | tee bench.out

@@ -79,6 +79,9 @@ type SinkStatus struct {
 	LastSuccess       time.Time `json:"last_success,omitzero"`
 	Errors            uint64    `json:"errors"`
 	LossWindowSeconds float64   `json:"loss_window_seconds"`
+	// StoreGap names records missing from the stored history, found when the sink
+	// started; no manifest is written while it is set (run verify).
+	StoreGap string `json:"store_gap,omitempty"`
 }
 
 func (d *daemon) status() Status {
@@ -104,6 +107,11 @@ func (d *daemon) status() Status {
 			ss.BacklogRecords = s.Journal.LastSeq - ws.StoredSeq
 		}
 		ss.LossWindowSeconds = d.lossWindow(ws.StoredSeq)
+		for _, sk := range d.s3sinks {
+			if sk.Name() == ws.Sink {
+				ss.StoreGap = sk.Gap()
+			}
+		}
 		s.Sinks = append(s.Sinks, ss)
 	}
 	return s
@@ -153,6 +161,7 @@ var (
 	mSinkErrors    = prometheus.NewDesc("mmreplicate_sink_errors_total", "Failed sink writes.", []string{"sink"}, nil)
 	mLastSuccess   = prometheus.NewDesc("mmreplicate_sink_last_success_timestamp_seconds", "Time of the sink's last successful write.", []string{"sink"}, nil)
 	mLossWindow    = prometheus.NewDesc("mmreplicate_sink_loss_window_seconds", "Age of the oldest record the sink has not stored.", []string{"sink"}, nil)
+	mStoreGap      = prometheus.NewDesc("mmreplicate_sink_store_gap", "1 when the sink found records missing from the stored history at start (no manifest is written until repaired).", []string{"sink"}, nil)
 	mOverflows     = prometheus.NewDesc("mmreplicate_inotify_overflows_total", "Inotify queue overflows (each triggers a full rescan).", nil, nil)
 	mSkipped       = prometheus.NewDesc("mmreplicate_files_skipped_total", "Files not replicated (unsupported kind, bad name).", nil, nil)
 	mCaptureErrors = prometheus.NewDesc("mmreplicate_capture_errors_total", "Files that could not be read.", nil, nil)
@@ -196,6 +205,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		cnt(mSinkErrors, float64(sk.Errors), sk.Name)
 		g(mLastSuccess, unix(sk.LastSuccess), sk.Name)
 		g(mLossWindow, sk.LossWindowSeconds, sk.Name)
+		g(mStoreGap, b2f(sk.StoreGap != ""), sk.Name)
 	}
 	cnt(mOverflows, float64(s.Overflows))
 	cnt(mSkipped, float64(s.Skipped))

@@ -57,6 +57,11 @@ func PrintStatus(ctx context.Context, cfg *config.Config, asJSON bool, out io.Wr
 	for _, sk := range s.Sinks {
 		fmt.Fprintf(tw, "%s\t%d records\t%s\t%d\t%.1fs\t%s\n", sk.Name, sk.BacklogRecords, ago(sk.LastSuccess), sk.Errors, sk.LossWindowSeconds, sk.Target)
 	}
+	for _, sk := range s.Sinks {
+		if sk.StoreGap != "" {
+			fmt.Fprintf(tw, "\n%s: the stored history has a gap, no manifest is written (run verify): %s\n", sk.Name, sk.StoreGap)
+		}
+	}
 	if s.Git != nil {
 		fmt.Fprintf(tw, "\ngit: last commit %s at %s, pushed %v %s\n", s.Git.LastCommit, ago(s.Git.LastCommitTime), s.Git.Pushed, s.Git.PushError)
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mmreplicate/mmreplicate/internal/testenv"
 )
 
 // The paths the kit installs, relative to DESTDIR.
@@ -461,11 +463,7 @@ func TestUnitFile(t *testing.T) {
 }
 
 func TestUnitVerifies(t *testing.T) {
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Log("systemd-analyze is not installed: `systemd-analyze verify` not run (apt-get install systemd)")
-		return
-	}
+	analyze := testenv.Tool(t, "systemd-analyze", "systemd")
 	unitPath, err := filepath.Abs("mmreplicate.service")
 	if err != nil {
 		t.Fatal(err)
@@ -616,11 +614,7 @@ func TestInstallScriptLint(t *testing.T) {
 	if r := run(t, nil, "bash", "-n", "install.sh"); r.code != 0 {
 		t.Fatalf("bash -n install.sh:\n%s", r.out)
 	}
-	sc, err := exec.LookPath("shellcheck")
-	if err != nil {
-		t.Log("shellcheck is not installed: install.sh not linted (apt-get install shellcheck)")
-		return
-	}
+	sc := testenv.Tool(t, "shellcheck", "shellcheck")
 	if r := run(t, nil, sc, "install.sh"); r.code != 0 {
 		t.Errorf("shellcheck install.sh:\n%s", r.out)
 	}

@@ -2,7 +2,7 @@ package e2e
 
 // serve-s3 against real S3 clients from Debian packages: the AWS CLI, s3cmd and rclone.
 // The test fails, never skips, when a client is missing: install them with
-// `apt-get install -y awscli s3cmd rclone` (.ci/run does).
+// `apt-get install -y awscli s3cmd rclone` (`make test` does).
 
 import (
 	"bytes"

@@ -18,33 +18,23 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/state"
 )
 
-// Kinds of entries.
+// Kinds of entries (package state owns them).
 const (
-	KindAppend  = "append"
-	KindFile    = "file"
-	KindSymlink = "symlink"
-	KindDir     = "dir"
-	KindDB      = "db"
+	KindAppend  = state.KindAppend
+	KindFile    = state.KindFile
+	KindSymlink = state.KindSymlink
+	KindDir     = state.KindDir
+	KindDB      = state.KindDB
 )
 
 // ErrCorrupt is returned (wrapped) when a manifest object cannot be read.
 var ErrCorrupt = errors.New("corrupt manifest")
 
-// Entry is the state of one path. Chunks is a file's content; for an append or db entry
-// it is a base image written by compaction (the content as of the manifest that stored
-// it), which the records from Since on, when Since is set, extend.
-type Entry struct {
-	Kind   string             `json:"k"`
-	Mode   uint32             `json:"m,omitempty"`
-	Size   int64              `json:"s,omitempty"`
-	Time   int64              `json:"t"`           // capture time of its last change (unix nanos)
-	Seq    uint64             `json:"q"`           // sequence number of its last change
-	Since  uint64             `json:"b,omitempty"` // append, db: first record still needed (0: none)
-	Chunks []journal.ChunkRef `json:"c,omitempty"` // file; append, db: compacted base
-	Target string             `json:"l,omitempty"` // symlink
-}
+// Entry is the state of one path (see state.Entry).
+type Entry = state.Entry
 
 // Index is the state of a host after every record up to Seq.
 type Index struct {
@@ -64,56 +54,20 @@ type Index struct {
 func New(host string) *Index { return &Index{Host: host, Files: map[string]*Entry{}} }
 
 // Key of a path in Files.
-func Key(source, path string) string { return source + "/" + path }
+func Key(source, path string) string { return state.Key(source, path) }
 
-// Apply advances the index by one record (records must come in sequence order).
-func (x *Index) Apply(r *journal.Record) {
+// Apply advances the index by one record (records must come in sequence order; one at
+// or below the index's sequence number is ignored). A malformed record changes nothing
+// but the sequence number and is returned as a *state.Error; a record that cannot
+// extend what a path holds (its earlier bytes or base image are missing) leaves the
+// path as it was. Either way the caller decides whether to go on.
+func (x *Index) Apply(r *journal.Record) error {
 	if r.Seq <= x.Seq && x.Seq != 0 {
-		return
+		return nil
 	}
 	x.Seq, x.Time = r.Seq, r.Time
-	if r.Op == journal.OpChunk {
-		return
-	}
-	k := Key(r.Source, r.Path)
-	e := x.Files[k]
-	switch r.Op {
-	case journal.OpDelete:
-		delete(x.Files, k)
-		return
-	case journal.OpAppend:
-		if e == nil || e.Kind != KindAppend || r.Offset == 0 {
-			e = &Entry{Kind: KindAppend, Since: r.Seq}
-		} else if e.Since == 0 {
-			e.Since = r.Seq // extends a compacted base: records from here on are needed
-		}
-		e.Size = r.End()
-		if r.Mode != 0 {
-			e.Mode = r.Mode
-		}
-	case journal.OpFile:
-		refs, _ := journal.DecodeChunks(r.Data)
-		e = &Entry{Kind: KindFile, Size: r.Offset, Mode: r.Mode, Chunks: refs}
-	case journal.OpSymlink:
-		e = &Entry{Kind: KindSymlink, Target: string(r.Data)}
-	case journal.OpDir:
-		e = &Entry{Kind: KindDir, Mode: r.Mode}
-	case journal.OpDBBase:
-		if e == nil || e.Kind != KindDB || r.Offset == 0 {
-			e = &Entry{Kind: KindDB, Since: r.Seq, Mode: r.Mode}
-		} else if e.Since == 0 {
-			e.Since = r.Seq
-		}
-	case journal.OpDBPages:
-		if e == nil || e.Kind != KindDB {
-			return // pages without a base: restore reports the gap
-		}
-		if e.Since == 0 {
-			e.Since = r.Seq // extends a compacted base
-		}
-	}
-	e.Time, e.Seq = r.Time, r.Seq
-	x.Files[k] = e
+	_, err := state.Files(x.Files).Apply(r)
+	return err
 }
 
 // Clone returns a deep-enough copy (entries are replaced, never mutated in place, except
@@ -247,4 +201,11 @@ func ParseKey(key string) (Info, error) {
 
 // BlobKey is where a chunk is stored. Blobs are shared by all hosts of a store, so the
 // same content is stored once.
-func BlobKey(id string) string { return "blobs/" + id[:2] + "/" + id }
+// An id too short to have a fan-out folder (never a valid id: see state.CheckChunkID)
+// still gets a key rather than a panic.
+func BlobKey(id string) string {
+	if len(id) < 2 {
+		return "blobs/_/" + id
+	}
+	return "blobs/" + id[:2] + "/" + id
+}

@@ -12,11 +12,12 @@ import (
 	"sort"
 	"time"
 
+	"github.com/mmreplicate/mmreplicate/chunk"
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/segment"
-	"github.com/mmreplicate/mmreplicate/watcher"
+	bucket "github.com/mmreplicate/mmreplicate/store"
 )
 
 // DefaultBlobGrace is how old an unreferenced blob must be before the sweep deletes it:
@@ -368,11 +369,11 @@ func (c *compactor) stateAt(ctx context.Context, t time.Time) (*manifest.Index, 
 
 func (c *compactor) open(ctx context.Context, t time.Time) error {
 	var problems []string
-	p, err := makePlan(ctx, c.store, c.cat, t, false, &problems)
+	p, err := bucket.MakePlan(ctx, c.store, c.cat, t, false, &problems)
 	if err != nil {
 		return err
 	}
-	if p.base == nil && len(p.segments) == 0 {
+	if p.Base == nil && len(p.Segments) == 0 {
 		return ErrNothing
 	}
 	if len(problems) > 0 {
@@ -382,13 +383,13 @@ func (c *compactor) open(ctx context.Context, t time.Time) error {
 	if err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
-	cur := &cursor{b: newBuilder(ctx, c.store, stage), x: manifest.New(c.host), base: p.base,
+	cur := &cursor{b: newBuilder(ctx, c.store, stage), x: manifest.New(c.host), base: p.Base,
 		dirty: map[string]bool{}, prev: map[string][]journal.ChunkRef{}}
 	lo := uint64(1)
-	if p.base != nil {
-		cur.b.seed(p.base)
-		cur.x = p.base.Clone()
-		lo = low(p.base)
+	if p.Base != nil {
+		cur.b.seed(p.Base)
+		cur.x = p.Base.Clone()
+		lo = bucket.Low(p.Base)
 	}
 	cur.applied = lo - 1
 	for _, s := range c.cat.Segments {
@@ -523,20 +524,20 @@ func (c *compactor) chunkFile(ctx context.Context, path string) ([]journal.Chunk
 		return nil, fmt.Errorf("compact: %w", err)
 	}
 	defer f.Close()
-	ch := watcher.NewChunker(f)
-	buf := make([]byte, watcher.ChunkMax)
+	ch := chunk.New(f)
+	buf := make([]byte, chunk.Max)
 	var refs []journal.ChunkRef
 	for {
-		chunk, err := ch.Next(buf)
+		piece, err := ch.Next(buf)
 		if errors.Is(err, io.EOF) {
 			return refs, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("compact: chunk %s: %w", filepath.Base(path), err)
 		}
-		ref := journal.ChunkRef{Hash: sha256Sum(chunk.Data), Size: uint32(chunk.Length)}
+		ref := journal.ChunkRef{Hash: sha256Sum(piece.Data), Size: uint32(piece.Length)}
 		refs = append(refs, ref)
-		if err := c.putBlob(ctx, ref.ID(), chunk.Data); err != nil {
+		if err := c.putBlob(ctx, ref.ID(), piece.Data); err != nil {
 			return nil, err
 		}
 	}

@@ -11,8 +11,7 @@ import (
 	_ "modernc.org/sqlite" // the pure-Go driver: integrity checks of restored databases
 
 	"github.com/mmreplicate/mmreplicate/journal"
-	"github.com/mmreplicate/mmreplicate/manifest"
-	"github.com/mmreplicate/mmreplicate/watcher/sqlite"
+	"github.com/mmreplicate/mmreplicate/sqlitepage"
 )
 
 // dbImage tracks a SQLite database being rebuilt from a base image and transactions.
@@ -20,23 +19,19 @@ type dbImage struct {
 	pageSize int
 }
 
-// applyDB applies one piece of a database base image or transaction.
+// applyDB applies one piece of a database base image or transaction (state.Step has
+// checked that the image has a base). A page set that cannot be read or does not fit
+// the image leaves the database incomplete, named by its record.
 func (b *builder) applyDB(key string, st *fileState, r *journal.Record) error {
-	if r.Op == journal.OpDBBase && r.Offset == 0 {
-		if err := b.reset(key, st, manifest.KindDB, false); err != nil {
-			return err
-		}
-		st.db = &dbImage{}
-	}
 	if st.db == nil {
+		st.db = &dbImage{} // a compacted base: page size taken from this transaction
+	}
+	tx, err := sqlitepage.DecodeTxn(r.Data)
+	if err != nil {
 		if st.incomplete == "" {
-			st.incomplete = "database pages without a base image"
+			st.incomplete = fmt.Sprintf("record %d: %v", r.Seq, err)
 		}
 		return nil
-	}
-	tx, err := sqlite.DecodeTxn(r.Data)
-	if err != nil {
-		return fmt.Errorf("restore: record %d: %w", r.Seq, err)
 	}
 	if st.db.pageSize != 0 && tx.PageSize != st.db.pageSize && r.Op == journal.OpDBPages {
 		st.incomplete = fmt.Sprintf("page size changed without a new base (record %d)", r.Seq)
@@ -44,9 +39,6 @@ func (b *builder) applyDB(key string, st *fileState, r *journal.Record) error {
 	}
 	st.db.pageSize = tx.PageSize
 	st.size = int64(tx.DBPages) * int64(tx.PageSize)
-	if r.Mode != 0 {
-		st.mode = r.Mode
-	}
 	if b.stage == "" {
 		return nil
 	}
@@ -54,7 +46,7 @@ func (b *builder) applyDB(key string, st *fileState, r *journal.Record) error {
 	if err != nil {
 		return err
 	}
-	if err := sqlite.Apply(f, tx); err != nil {
+	if err := sqlitepage.Apply(f, tx); err != nil {
 		return fmt.Errorf("restore: %s: %w", st.path, err)
 	}
 	return nil
@@ -70,7 +62,7 @@ func finalizeDB(st *fileState) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errFatal, err)
 	}
-	err = sqlite.Finalize(f)
+	err = sqlitepage.Finalize(f)
 	if err == nil {
 		err = f.Sync()
 	}

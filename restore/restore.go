@@ -20,6 +20,8 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/segment"
+	"github.com/mmreplicate/mmreplicate/state"
+	bucket "github.com/mmreplicate/mmreplicate/store"
 )
 
 // ErrIncomplete is returned (wrapped) when some object was damaged or missing; every
@@ -86,11 +88,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	var res Result
-	p, err := makePlan(ctx, o.Store, cat, o.At, o.Latest, &res.Problems)
+	p, err := bucket.MakePlan(ctx, o.Store, cat, o.At, o.Latest, &res.Problems)
 	if err != nil {
 		return res, err
 	}
-	if len(p.segments) == 0 && p.base == nil {
+	if len(p.Segments) == 0 && p.Base == nil {
 		return res, fmt.Errorf("%w: %s has no records of host %q at or before %s", ErrNothing, o.Store, o.Host, describe(o))
 	}
 	var stage string
@@ -109,12 +111,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		defer os.RemoveAll(stage)
 	}
 	b := newBuilder(ctx, o.Store, stage)
-	if p.base != nil {
-		b.seed(p.base)
-		res.Manifest = p.baseKey
+	if p.Base != nil {
+		b.seed(p.Base)
+		res.Manifest = p.BaseKey
 	}
-	res.Segments = len(p.segments)
-	bar := newProgress(o.Progress, "segments", int64(len(p.segments)))
+	res.Segments = len(p.Segments)
+	bar := newProgress(o.Progress, "segments", int64(len(p.Segments)))
 	err = replay(ctx, o, p, b, &res, bar)
 	bar.done()
 	if cerr := b.closeAll(); err == nil {
@@ -172,8 +174,8 @@ type fetched struct {
 }
 
 // replay fetches segments in parallel and applies them strictly in order.
-func replay(ctx context.Context, o Options, p plan, b *builder, res *Result, bar *progress) error {
-	pick := p.segments
+func replay(ctx context.Context, o Options, p bucket.Plan, b *builder, res *Result, bar *progress) error {
+	pick := p.Segments
 	slots := make([]fetched, len(pick))
 	for i := range slots {
 		slots[i].done = make(chan struct{})
@@ -198,10 +200,11 @@ func replay(ctx context.Context, o Options, p plan, b *builder, res *Result, bar
 			})
 		}
 	}()
-	var applied, baseSeq uint64
-	if p.base != nil {
-		baseSeq = p.base.Seq
+	var baseSeq uint64
+	if p.Base != nil {
+		baseSeq = p.Base.Seq
 	}
+	seq := bucket.NewSequence(p.Start())
 	for i, in := range pick {
 		select {
 		case <-slots[i].done:
@@ -216,27 +219,30 @@ func replay(ctx context.Context, o Options, p plan, b *builder, res *Result, bar
 			res.Problems = append(res.Problems, fmt.Sprintf("segment %s: %v", in.Key, s.err))
 			continue
 		}
-		if applied > 0 && in.FirstSeq > applied+1 {
-			res.Problems = append(res.Problems, fmt.Sprintf("records %d-%d missing before %s", applied+1, in.FirstSeq-1, in.Key))
+		if g := seq.Segment(in); g != nil {
+			res.Problems = append(res.Problems, g.String())
 		}
 		res.Fetched += in.Size
 		for j := range slots[i].recs {
 			r := &slots[i].recs[j]
-			if r.Seq <= applied {
-				continue // also held by an overlapping segment: apply once
-			}
 			if !o.Latest && r.Time > o.At.UnixNano() {
 				break
 			}
-			applied = r.Seq
-			if r.Seq <= baseSeq && !p.base.Needs(r) {
+			if !seq.Take(r.Seq) {
+				continue // also held by an overlapping segment, or before the start: apply once
+			}
+			if r.Seq <= baseSeq && !p.Base.Needs(r) {
 				continue // the manifest already holds its effect
 			}
 			if !o.wants(r) {
 				continue
 			}
 			if err := b.apply(r); err != nil {
-				return err
+				var bad *state.Error
+				if !errors.As(err, &bad) {
+					return err
+				}
+				res.Problems = append(res.Problems, fmt.Sprintf("segment %s: %v", in.Key, err))
 			}
 		}
 		slots[i].recs = nil

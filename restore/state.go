@@ -11,6 +11,7 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
+	"github.com/mmreplicate/mmreplicate/state"
 )
 
 // fileState is one path being rebuilt.
@@ -104,70 +105,80 @@ func (b *builder) materialize(key string, st *fileState) error {
 	return nil
 }
 
-func splitKey(k string) (string, string) {
-	for i := 0; i < len(k); i++ {
-		if k[i] == '/' {
-			return k[:i], k[i+1:]
-		}
-	}
-	return k, ""
-}
+func splitKey(k string) (string, string) { return state.SplitKey(k) }
 
 // maxOpen bounds the staging files held open between records.
 const maxOpen = 256
 
-func (b *builder) apply(r *journal.Record) error {
-	if r.Op == journal.OpChunk {
+// entry is what the path holds, as package state sees it (nil: nothing).
+func (st *fileState) entry() *state.Entry {
+	if st == nil || st.deleted {
 		return nil
 	}
-	key := manifest.Key(r.Source, r.Path)
+	return &state.Entry{Kind: st.kind, Mode: st.mode, Size: st.size, Time: st.time, Target: st.target}
+}
+
+// apply applies one record with the meaning package state gives it. A malformed record
+// is returned as a *state.Error and changes nothing.
+func (b *builder) apply(r *journal.Record) error {
+	key := state.Key(r.Source, r.Path)
 	st := b.files[key]
+	ch, err := state.Step(st.entry(), r)
+	if err != nil || r.Op == journal.OpChunk {
+		return err
+	}
 	if st == nil {
 		st = &fileState{source: r.Source, path: r.Path, deleted: true}
 		b.files[key] = st
 	}
-	switch r.Op {
-	case journal.OpDelete:
+	next := ch.Next
+	switch ch.Action {
+	case state.Remove:
 		return b.reset(key, st, "", true)
-	case journal.OpFile:
-		refs, err := journal.DecodeChunks(r.Data)
-		if err != nil {
-			return fmt.Errorf("restore: record %d: %w", r.Seq, err)
+	case state.Skip:
+		// Bytes before this record never arrived (a damaged or missing object): keep
+		// the whole-line prefix we have rather than a file with a hole.
+		if st.incomplete == "" {
+			st.incomplete = ch.Missing
 		}
-		if err := b.reset(key, st, manifest.KindFile, false); err != nil {
+		return nil
+	case state.Replace:
+		if err := b.reset(key, st, next.Kind, false); err != nil {
 			return err
 		}
-		st.chunks, st.size, st.mode = refs, r.Offset, r.Mode
-	case journal.OpSymlink:
-		if err := b.reset(key, st, manifest.KindSymlink, false); err != nil {
+		st.chunks, st.size, st.target = next.Chunks, next.Size, next.Target
+	case state.Write:
+		if err := b.startContent(key, st, ch, state.KindAppend); err != nil {
 			return err
-		}
-		st.target = string(r.Data)
-	case journal.OpDir:
-		if err := b.reset(key, st, manifest.KindDir, false); err != nil {
-			return err
-		}
-		st.mode = r.Mode
-	case journal.OpAppend:
-		if r.Offset > 0 {
-			if err := b.materialize(key, st); err != nil {
-				return err
-			}
 		}
 		if err := b.applyAppend(key, st, r); err != nil {
 			return err
 		}
-	case journal.OpDBBase, journal.OpDBPages:
-		if r.Op == journal.OpDBPages || r.Offset > 0 {
-			if err := b.materialize(key, st); err != nil {
-				return err
-			}
+		st.size = next.Size
+	case state.Pages:
+		if err := b.startContent(key, st, ch, state.KindDB); err != nil {
+			return err
 		}
 		if err := b.applyDB(key, st, r); err != nil {
 			return err
 		}
 	}
-	st.time = r.Time
+	st.mode, st.time = next.Mode, next.Time
+	return nil
+}
+
+// startContent readies append-only or database content for a record: a fresh start
+// drops what the path held; a record that extends a compacted base needs its bytes.
+func (b *builder) startContent(key string, st *fileState, ch state.Change, kind string) error {
+	if !ch.Fresh {
+		return b.materialize(key, st)
+	}
+	if err := b.reset(key, st, kind, false); err != nil {
+		return err
+	}
+	if kind == state.KindDB {
+		st.db = &dbImage{}
+	}
 	return nil
 }
 
@@ -178,27 +189,12 @@ func (b *builder) reset(key string, st *fileState, kind string, deleted bool) er
 	return b.truncate(key, st, 0)
 }
 
+// applyAppend writes an append record's bytes at its offset, after dropping anything
+// beyond it (state.Step has checked that the bytes before it are there).
 func (b *builder) applyAppend(key string, st *fileState, r *journal.Record) error {
-	if r.Offset == 0 {
-		if err := b.reset(key, st, manifest.KindAppend, false); err != nil {
-			return err
-		}
-	}
-	if st.deleted || st.kind != manifest.KindAppend || r.Offset > st.size {
-		// Bytes before this record never arrived (a damaged or missing object): keep
-		// the whole-line prefix we have rather than a file with a hole.
-		if st.incomplete == "" {
-			st.incomplete = fmt.Sprintf("bytes %d-%d missing (record %d)", st.size, r.Offset, r.Seq)
-		}
-		return nil
-	}
-	if r.Mode != 0 {
-		st.mode = r.Mode
-	}
 	if err := b.truncate(key, st, r.Offset); err != nil {
 		return err
 	}
-	st.size = r.End()
 	if b.stage == "" {
 		return nil
 	}

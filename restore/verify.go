@@ -16,6 +16,8 @@ import (
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/segment"
+	"github.com/mmreplicate/mmreplicate/state"
+	bucket "github.com/mmreplicate/mmreplicate/store"
 )
 
 // HostReport is what verify found for one host.
@@ -51,27 +53,6 @@ func (r *Report) OK() bool {
 		}
 	}
 	return true
-}
-
-// Hosts lists the hosts that have objects in the store.
-func Hosts(ctx context.Context, store objstore.Store) ([]string, error) {
-	seen := map[string]bool{}
-	err := store.List(ctx, "hosts/", func(o objstore.ObjectInfo) error {
-		rest := strings.TrimPrefix(o.Key, "hosts/")
-		if h, _, ok := strings.Cut(rest, "/"); ok {
-			seen[h] = true
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", store, err)
-	}
-	out := make([]string, 0, len(seen))
-	for h := range seen {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // Verify reads every segment and manifest of the hosts (all when hosts is empty), checks
@@ -145,7 +126,12 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 				return nil
 			}
 			counts[i] = uint64(len(recs))
+			var bad []string
 			for _, r := range recs {
+				if err := state.Check(&r); err != nil {
+					bad = append(bad, err.Error())
+					continue
+				}
 				if r.Op == journal.OpFile {
 					list, _ := journal.DecodeChunks(r.Data)
 					for _, c := range list {
@@ -153,16 +139,15 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 					}
 				}
 			}
+			if len(bad) > 0 {
+				problems[i] = fmt.Sprintf("segment %s: malformed %s", in.Key, strings.Join(bad, "; "))
+			}
 			return nil
 		})
 	}
 	for _, in := range cat.Manifests {
 		g.Go(func() error {
-			body, err := store.Get(gctx, in.Key)
-			var x *manifest.Index
-			if err == nil {
-				x, err = manifest.Decode(body)
-			}
+			x, err := bucket.ReadManifest(gctx, store, in.Key)
 			if err != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
@@ -204,7 +189,7 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 		hr.Oldest, hr.Newest, _ = cat.Window()
 		// Retention deletes the oldest segments once compacted manifests hold their state:
 		// that is no gap, but one compacted manifest must pick up where the segments start.
-		if first := cat.firstSeq(); first > 1 {
+		if first := cat.FirstSeq(); first > 1 {
 			joined := false
 			for _, x := range compacted {
 				joined = joined || x.Seq+1 >= first

@@ -4,16 +4,12 @@ import (
 	"io"
 
 	"github.com/restic/chunker"
+
+	"github.com/mmreplicate/mmreplicate/chunk"
 )
 
-// NewChunker cuts r with the parameters whole files are captured with, so that content
-// chunked elsewhere (compaction of append and database content) is cut the same way
-// and shares blobs with what the watcher sent.
-func NewChunker(r io.Reader) *chunker.Chunker {
-	c := chunker.NewWithBoundaries(r, chunkPol, chunkMin, chunkMax)
-	c.SetAverageBits(chunkAvgBits)
-	return c
-}
+// NewChunker cuts r with the parameters whole files are captured with (package chunk).
+func NewChunker(r io.Reader) *chunker.Chunker { return chunk.New(r) }
 
 // ChunkMax is the largest chunk NewChunker cuts (the buffer its Next needs).
-const ChunkMax = chunkMax
+const ChunkMax = chunk.Max

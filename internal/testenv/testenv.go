@@ -293,3 +293,20 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Tool returns the path of a program a test drives. When it is missing the test fails
+// under CI=true (where `make test` has installed it) and is skipped elsewhere, naming the
+// Debian package; it never passes without having run the tool.
+func Tool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	msg := fmt.Sprintf("%s is not installed (apt-get install %s, or run `make test`, which installs it)", name, pkg)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}

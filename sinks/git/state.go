@@ -14,6 +14,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
+	fstate "github.com/mmreplicate/mmreplicate/state"
 )
 
 // stateVersion is the checkpoint format written by this build.
@@ -77,8 +78,8 @@ func (s *Sink) chunkPath(id string) string {
 	return filepath.Join(s.o.StateDir, "chunks", id[:2], id)
 }
 
-// apply changes the mirror by one record, with the meaning restore gives it (restore's
-// builder is the reference: the commit at B must equal `restore --at B`). replay is set
+// apply changes the mirror by one record, with the meaning package state gives it (the
+// same as restore's: the commit at B must equal `restore --at B`). replay is set
 // while the write-ahead log is replayed after a crash.
 func (s *Sink) apply(r *journal.Record, replay bool) error {
 	if s.hookApply != nil {
@@ -91,27 +92,51 @@ func (s *Sink) apply(r *journal.Record, replay bool) error {
 			"seq", r.Seq, "path", r.Source+"/"+r.Path, "captured", r.CaptureTime())
 	}
 	var err error
-	switch r.Op {
-	case journal.OpChunk:
+	if r.Op == journal.OpChunk {
 		err = s.putChunk(r, replay)
-	case journal.OpDelete:
-		err = s.drop(manifest.Key(r.Source, r.Path))
-	case journal.OpFile:
-		err = s.applyFile(r)
-	case journal.OpSymlink:
-		err = s.reset(r, manifest.KindSymlink, func(e *entry) { e.Target = string(r.Data) })
-	case journal.OpDir:
-		err = s.reset(r, manifest.KindDir, func(e *entry) { e.Mode = r.Mode })
-	case journal.OpAppend:
-		err = s.applyAppend(r)
-	case journal.OpDBBase, journal.OpDBPages:
-		err = s.applyDB(r)
+	} else {
+		var prev *fstate.Entry
+		if e := s.st.Files[manifest.Key(r.Source, r.Path)]; e != nil {
+			prev = &fstate.Entry{Kind: e.Kind, Mode: e.Mode, Size: e.Size, Seq: e.Seq, Target: e.Target}
+		}
+		ch, serr := fstate.Step(prev, r)
+		if serr != nil {
+			// Restore cannot apply this record either; the path keeps what it held.
+			s.log.Warn("malformed record ignored", "seq", r.Seq, "err", serr)
+		} else {
+			err = s.change(r, ch)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("git sink: record %d (%s %s/%s): %w", r.Seq, r.Op, r.Source, r.Path, err)
 	}
 	s.st.Seq = r.Seq
 	s.st.Clock.note(r)
+	return nil
+}
+
+// change makes the mirror follow what fstate.Step says a record does to a path.
+func (s *Sink) change(r *journal.Record, ch fstate.Change) error {
+	next := ch.Next
+	switch ch.Action {
+	case fstate.Remove:
+		return s.drop(ch.Key)
+	case fstate.Skip:
+		// The bytes before this record or the database's base image never arrived;
+		// restore keeps what it has (or nothing), and so does the mirror.
+		return nil
+	case fstate.Replace:
+		return s.reset(r, next.Kind, func(e *entry) {
+			e.Mode, e.Size, e.Target = next.Mode, next.Size, next.Target
+			if next.Kind == manifest.KindFile {
+				e.Chunks = bytes.Clone(r.Data)
+			}
+		})
+	case fstate.Write:
+		return s.applyAppend(r, ch)
+	case fstate.Pages:
+		return s.applyDB(r, ch)
+	}
 	return nil
 }
 
@@ -154,37 +179,17 @@ func (s *Sink) dropContent(key string, e *entry) error {
 	return nil
 }
 
-func (s *Sink) applyFile(r *journal.Record) error {
-	if _, err := journal.DecodeChunks(r.Data); err != nil {
-		// Restore cannot rebuild this file either; keep what the path held.
-		s.log.Warn("bad chunk list; record ignored", "seq", r.Seq, "path", r.Source+"/"+r.Path, "err", err)
-		return nil
-	}
-	return s.reset(r, manifest.KindFile, func(e *entry) {
-		e.Mode, e.Size, e.Chunks = r.Mode, r.Offset, bytes.Clone(r.Data)
-	})
-}
-
-func (s *Sink) applyAppend(r *journal.Record) error {
-	key := manifest.Key(r.Source, r.Path)
-	if r.Offset == 0 {
+func (s *Sink) applyAppend(r *journal.Record, ch fstate.Change) error {
+	if ch.Fresh {
 		if err := s.reset(r, manifest.KindAppend, func(*entry) {}); err != nil {
 			return err
 		}
 	}
-	e := s.st.Files[key]
-	if e == nil || e.Kind != manifest.KindAppend || r.Offset > e.Size {
-		// The bytes before this record never arrived; restore keeps what it has (or
-		// nothing), and so does the mirror.
-		return nil
-	}
-	if r.Mode != 0 {
-		e.Mode = r.Mode
-	}
-	if err := s.writeContent(key, r.Offset == 0, r.Offset, r.Data); err != nil {
+	e := s.st.Files[ch.Key]
+	if err := s.writeContent(ch.Key, ch.Fresh, r.Offset, r.Data); err != nil {
 		return err
 	}
-	e.Size, e.Seq, e.Blob, e.Ptr = r.End(), r.Seq, "", false
+	e.Mode, e.Size, e.Seq, e.Blob, e.Ptr = ch.Next.Mode, ch.Next.Size, r.Seq, "", false
 	return nil
 }
 
@@ -212,9 +217,9 @@ func (s *Sink) writeContent(key string, fresh bool, off int64, data []byte) erro
 	return err
 }
 
-func (s *Sink) applyDB(r *journal.Record) error {
-	key := manifest.Key(r.Source, r.Path)
-	if r.Op == journal.OpDBBase && r.Offset == 0 {
+func (s *Sink) applyDB(r *journal.Record, ch fstate.Change) error {
+	key := ch.Key
+	if ch.Fresh {
 		if err := s.reset(r, manifest.KindDB, func(e *entry) { e.DB = true }); err != nil {
 			return err
 		}
@@ -223,10 +228,10 @@ func (s *Sink) applyDB(r *journal.Record) error {
 		}
 	}
 	e := s.st.Files[key]
-	if e == nil || e.Kind != manifest.KindDB || !e.DB || e.Broken != "" {
-		return nil // pages without a base image: nothing to apply them to
+	if !e.DB || e.Broken != "" {
+		return nil // pages that cannot be applied until the next base image
 	}
-	e.Seq, e.Blob, e.Ptr = r.Seq, "", false
+	e.Mode, e.Seq, e.Blob, e.Ptr = ch.Next.Mode, r.Seq, "", false
 	if s.o.DB == nil {
 		e.Broken = "no SQLite applier in this build"
 		return nil

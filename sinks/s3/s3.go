@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,9 +17,10 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
-	"github.com/mmreplicate/mmreplicate/restore"
 	"github.com/mmreplicate/mmreplicate/segment"
 	"github.com/mmreplicate/mmreplicate/sinks"
+	"github.com/mmreplicate/mmreplicate/state"
+	"github.com/mmreplicate/mmreplicate/store"
 )
 
 // knownTTL bounds how long the sink trusts that a blob it put is still stored.
@@ -50,6 +52,7 @@ type Sink struct {
 	manifestSeq  uint64
 	manifests    uint64
 	blobsPut     uint64
+	gap          string // records missing from the stored history: no manifest may hide them
 }
 
 // Name is "s3-<target>".
@@ -67,16 +70,39 @@ func (s *Sink) Open(ctx context.Context) error {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	x, problems, err := restore.LoadIndex(ctx, s.Store, s.Host, time.Time{}, true)
+	st, err := store.Load(ctx, s.Store, s.Host, time.Time{}, true)
 	if err != nil {
 		return fmt.Errorf("sink %s: load index: %w", s.Name(), err)
 	}
-	for _, p := range problems {
+	for _, p := range st.Problems {
 		s.Log.Warn("store problem while loading the index; run verify", "problem", p)
+	}
+	x := st.Index
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gap = ""
+	if !st.Complete() {
+		// A manifest written now would claim a state the store cannot give: restores
+		// from it would no longer see that these records are missing.
+		var gaps []string
+		for _, g := range st.Gaps {
+			gaps = append(gaps, g.String())
+		}
+		s.gap = strings.Join(gaps, "; ")
+		s.Log.Error("the stored history of this host has a gap; no manifest will be written until it is repaired (run verify)",
+			"sink", s.Name(), "host", s.Host, "gap", s.gap)
 	}
 	s.index, s.known = x, map[string]bool{}
 	s.manifestSeq, s.lastManifest = x.Seq, time.Now()
 	return nil
+}
+
+// Gap names the records missing from the stored history that Open found ("" when
+// none). While it is set the sink stores segments but writes no manifest.
+func (s *Sink) Gap() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gap
 }
 
 // Write uploads the batch's new chunks, then the segment, then (when due) a manifest.
@@ -84,6 +110,11 @@ func (s *Sink) Open(ctx context.Context) error {
 func (s *Sink) Write(ctx context.Context, recs []journal.Record) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	for i := range recs {
+		if err := state.Check(&recs[i]); err != nil {
+			return fmt.Errorf("%w: sink %s: host %s: %w", sinks.ErrPermanent, s.Name(), s.Host, err)
+		}
 	}
 	if err := s.putBlobs(ctx, recs); err != nil {
 		return classify(err)
@@ -101,7 +132,9 @@ func (s *Sink) Write(ctx context.Context, recs []journal.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range stripped {
-		s.index.Apply(&stripped[i])
+		if err := s.index.Apply(&stripped[i]); err != nil {
+			s.Log.Error("record not applied to the index", "host", s.Host, "err", err) // checked above: not expected
+		}
 	}
 	if s.index.Seq-s.manifestSeq >= s.ManifestRecords || time.Since(s.lastManifest) >= s.ManifestEvery {
 		s.writeManifest(ctx)
@@ -112,6 +145,11 @@ func (s *Sink) Write(ctx context.Context, recs []journal.Record) error {
 // writeManifest stores the index. A failure only delays the next manifest: restores
 // stay exact, they just read more segments.
 func (s *Sink) writeManifest(ctx context.Context) {
+	if s.gap != "" {
+		s.lastManifest = time.Now()
+		s.Log.Error("manifest not written: the stored history has a gap", "sink", s.Name(), "host", s.Host, "gap", s.gap)
+		return
+	}
 	body, err := manifest.Encode(s.index)
 	if err == nil {
 		err = s.Store.Put(ctx, manifest.ObjectKey(s.index), body)
@@ -154,8 +192,13 @@ func (s *Sink) putBlobs(ctx context.Context, recs []journal.Record) error {
 		if known {
 			continue
 		}
+		key, err := store.BlobKey(r.Path)
+		if err != nil {
+			_ = g.Wait()
+			return fmt.Errorf("%w: host %s: record %d: %w", sinks.ErrPermanent, s.Host, r.Seq, err)
+		}
 		g.Go(func() error {
-			if err := s.Store.Put(gctx, manifest.BlobKey(r.Path), r.Data); err != nil {
+			if err := s.Store.Put(gctx, key, r.Data); err != nil {
 				return err
 			}
 			s.mu.Lock()
@@ -177,8 +220,8 @@ func classify(err error) error {
 
 // Last returns the newest segment stored for host: its last sequence number and capture
 // time, or zero values when the store has none. A rebuilt host continues from there.
-func Last(ctx context.Context, store objstore.Store, host string) (uint64, time.Time, error) {
-	segs, _, err := restore.Segments(ctx, store, host)
+func Last(ctx context.Context, st objstore.Store, host string) (uint64, time.Time, error) {
+	segs, _, err := store.Segments(ctx, st, host)
 	if err != nil {
 		return 0, time.Time{}, err
 	}

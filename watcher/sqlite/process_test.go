@@ -19,7 +19,7 @@ import (
 func TestExternalWriterProcess(t *testing.T) {
 	shell, err := exec.LookPath("sqlite3")
 	if err != nil {
-		t.Fatal("the sqlite3 shell is missing: install Debian's sqlite3 (.ci/run does)")
+		t.Fatal("the sqlite3 shell is missing: install Debian's sqlite3 (`make test` does)")
 	}
 	path := filepath.Join(t.TempDir(), "app.db")
 	setup := `PRAGMA journal_mode=WAL;
@@ -102,7 +102,7 @@ func (l *limitedBuffer) String() string { return string(l.b) }
 func TestBaseKeepsReadLock(t *testing.T) {
 	shell, err := exec.LookPath("sqlite3")
 	if err != nil {
-		t.Fatal("the sqlite3 shell is missing: install Debian's sqlite3 (.ci/run does)")
+		t.Fatal("the sqlite3 shell is missing: install Debian's sqlite3 (`make test` does)")
 	}
 	path := filepath.Join(t.TempDir(), "app.db")
 	app := openApp(t, path, "wal_autocheckpoint(0)")
