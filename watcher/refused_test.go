@@ -1,10 +1,14 @@
 package watcher
 
 import (
+	"database/sql"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite"
 
 	"github.com/mmreplicate/mmreplicate/config"
 	"github.com/mmreplicate/mmreplicate/journal"
@@ -73,5 +77,59 @@ func fill(t *testing.T, j *journal.Journal) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// A database change the journal refused is not lost with the WAL frames the tracker has
+// already read: once the journal takes records again, a new base image goes.
+func TestRefusedDatabaseChangeSendsBase(t *testing.T) {
+	r := newRigWith(t, config.Source{Name: "s"}, journal.Options{MaxBytes: 256 << 10})
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(r.src, "mem.db")+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec("CREATE TABLE m(id INTEGER PRIMARY KEY, v TEXT)")
+	exec("INSERT INTO m(v) VALUES ('one')")
+	// waitDB waits for the next database record and returns its op.
+	waitDB := func() journal.Op {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, rec := range r.replay() {
+				if rec.Path == "mem.db" && (rec.Op == journal.OpDBBase || rec.Op == journal.OpDBPages) {
+					return rec.Op
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatal("no database record journaled")
+		return 0
+	}
+	if op := waitDB(); op != journal.OpDBBase {
+		t.Fatalf("first record of the database: op %d", op)
+	}
+	exec("INSERT INTO m(v) VALUES ('two')")
+	if op := waitDB(); op != journal.OpDBPages {
+		t.Fatalf("a transaction: op %d", op)
+	}
+	fill(t, r.j)
+	r.replay()
+	exec("INSERT INTO m(v) VALUES ('three')")
+	for r.w.Paused() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.j.Release(r.j.LastSeq() + 1); err != nil {
+		t.Fatal(err)
+	}
+	if op := waitDB(); op != journal.OpDBBase {
+		t.Fatalf("after the refusal: op %d, want a base image", op)
 	}
 }
