@@ -116,6 +116,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	// what the stream holds.
 	expect := ""
 	cursorFailing := false
+	lastFailure, lastSaid := "", time.Time{}
 	for {
 		// Settle what has been acknowledged, in order; wait only when the window is full.
 		var failure error
@@ -143,7 +144,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		if failure != nil {
 			p.errors.Add(1)
-			p.Log.Warn("publish failed; journal keeps the records", "from_seq", p.next.Load(), "err", failure, "retry_in", backoff)
+			// A full stream during a long sink outage fails every few seconds: the same
+			// error is said once a minute.
+			if msg := failure.Error(); msg != lastFailure || time.Since(lastSaid) > time.Minute {
+				p.Log.Warn("publish failed; journal keeps the records", "from_seq", p.next.Load(), "err", failure, "retry_in", backoff)
+				lastFailure, lastSaid = msg, time.Now()
+			}
 			window, expect = nil, ""
 			r.Close()
 			r = p.J.NewReader(p.next.Load())
