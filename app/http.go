@@ -26,21 +26,20 @@ var (
 
 // Status is what /status serves and `mmreplicate status` prints.
 type Status struct {
-	Host    string        `json:"host"`
-	Version string        `json:"version"`
-	Started time.Time     `json:"started"`
-	Journal JournalStatus `json:"journal"`
-	Capture CaptureStatus `json:"capture"`
-	// DataDirFree is the space left in data_dir's file system (-1 when unknown).
-	DataDirFree int64          `json:"data_dir_free_bytes"`
-	Sources     []SourceStatus `json:"sources"`
-	Sinks       []SinkStatus   `json:"sinks"`
-	Overflows   uint64         `json:"inotify_overflows"`
-	Skipped     uint64         `json:"files_skipped"`
-	CaptureErr  uint64         `json:"capture_errors"`
-	DBRebases   uint64         `json:"sqlite_rebases"`
-	Drills      []DrillStatus  `json:"drills"`
-	Git         *GitStatus     `json:"git,omitempty"`
+	Host       string         `json:"host"`
+	Version    string         `json:"version"`
+	Started    time.Time      `json:"started"`
+	Journal    JournalStatus  `json:"journal"`
+	Sources    []SourceStatus `json:"sources"`
+	Sinks      []SinkStatus   `json:"sinks"`
+	Overflows  uint64         `json:"inotify_overflows"`
+	Skipped    uint64         `json:"files_skipped"`
+	CaptureErr uint64         `json:"capture_errors"`
+	DBRebases  uint64         `json:"sqlite_rebases"`
+	Drills     []DrillStatus  `json:"drills"`
+	Git        *GitStatus     `json:"git,omitempty"`
+	Capture    CaptureStatus  `json:"capture"`
+	FreeBytes  int64          `json:"data_dir_free_bytes"` // space left in data_dir's file system; -1 unknown
 }
 
 // GitStatus is the git sink's last commit and push state.
@@ -90,7 +89,7 @@ func (d *daemon) status() Status {
 	s := Status{Host: d.cfg.Host, Version: Version, Started: d.started, Overflows: ov, Skipped: sk, CaptureErr: ce, DBRebases: w.DBRebases(),
 		Journal: JournalStatus{Dir: d.j.Dir(), Bytes: d.j.Size(), LastSeq: d.j.LastSeq(), PublishedSeq: d.pub.Next() - 1,
 			PublishErrors: d.pub.Errors(), Full: w.JournalFull()}}
-	s.DataDirFree, s.Capture = d.diskStatus()
+	s.FreeBytes, s.Capture = d.diskStatus()
 	for _, st := range w.Stats() {
 		s.Sources = append(s.Sources, SourceStatus{Name: st.Name, Files: st.Files, LastChange: st.LastChange})
 	}
@@ -186,8 +185,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	g(mJournalBytes, float64(s.Journal.Bytes))
 	g(mJournalSeq, float64(s.Journal.LastSeq))
 	g(mJournalFull, b2f(s.Journal.Full))
-	if s.DataDirFree >= 0 {
-		g(mDataDirFree, float64(s.DataDirFree))
+	if s.FreeBytes >= 0 {
+		g(mDataDirFree, float64(s.FreeBytes))
 	}
 	if s.Capture.Paused {
 		g(mCapturePaused, 1, s.Capture.Reason)
