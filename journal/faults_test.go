@@ -504,29 +504,9 @@ func TestOpenNeedsNoFreeSpace(t *testing.T) {
 }
 
 func TestSyncIntervalGroupsFsyncs(t *testing.T) {
-	run := func(interval time.Duration) int {
-		ops := newFaultOps()
-		j := openT(t, t.TempDir(), Options{ops: ops, SyncInterval: interval})
-		ops.mu.Lock()
-		ops.syncs = map[string]int{}
-		ops.mu.Unlock()
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for g := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				if err := j.Append([]Record{rec("f", fmt.Sprintf("%d\n", g), 0)}); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		close(start)
-		wg.Wait()
-		if got := len(readAll(t, j, 1)); got != 8 {
-			t.Fatalf("%d records", got)
-		}
+	ops := newFaultOps()
+	j := openT(t, t.TempDir(), Options{ops: ops, SyncInterval: time.Hour})
+	syncs := func() int {
 		ops.mu.Lock()
 		defer ops.mu.Unlock()
 		n := 0
@@ -535,10 +515,46 @@ func TestSyncIntervalGroupsFsyncs(t *testing.T) {
 		}
 		return n
 	}
-	// A wait of a second is far longer than eight goroutines need to write: all of them
-	// join the first fsync, or at worst the one after it.
-	if n := run(time.Second); n > 2 {
-		t.Fatalf("%d fsyncs for 8 concurrent appends with sync_interval 1s", n)
+	// An appender alone never waits for company.
+	done := make(chan error, 1)
+	go func() { done <- j.Append([]Record{rec("f", "alone\n", 0)}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a lone appender waited for sync_interval")
+	}
+
+	// With another append under way, the fsync waits for it and covers both.
+	j2 := openT(t, t.TempDir(), Options{ops: ops, SyncInterval: time.Second})
+	before := syncs()
+	j2.appenders.Add(1) // the second appender has begun (until its Append returns)
+	first := make(chan error, 1)
+	go func() { first <- j2.Append([]Record{rec("f", "first\n", 0)}) }()
+	for j2.LastSeq() == 0 {
+		j2.mu.Lock()
+		written := j2.written
+		j2.mu.Unlock()
+		if written == 1 {
+			break // the first record is written; its fsync is waiting
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err := j2.Append([]Record{rec("f", "second\n", 0)})
+	j2.appenders.Add(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs() - before; n != 1 {
+		t.Fatalf("%d fsyncs for two appends that overlapped, want 1", n)
+	}
+	if got := len(readAll(t, j2, 1)); got != 2 {
+		t.Fatalf("%d records", got)
 	}
 }
 
