@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,9 +57,10 @@ func TestDefaultConfigOnSmallDisk(t *testing.T) {
 
 // TestDiskFullIsAState: with data_dir on a 16 MB tmpfs and the S3 server down, agents'
 // transcripts grow past the disk. The daemon stays up and says "capture paused: disk
-// full" in its log, status and metrics; a restart in the middle is safe; once the server
-// is back it uploads what the journal holds, capture resumes by itself, and restore of
-// latest equals every transcript byte for byte.
+// full" in its log, status and metrics; a SIGKILL and a restart with the disk full to the
+// last byte are safe; once space and the server are back it uploads what the journal
+// holds, capture resumes by itself, and restore of latest equals every transcript byte
+// for byte.
 func TestDiskFullIsAState(t *testing.T) {
 	s3 := testenv.StartS3(t)
 	h := newHost(t, hostOpts{s3: s3})
@@ -89,7 +93,9 @@ func TestDiskFullIsAState(t *testing.T) {
 		t.Fatalf("no disk-full line in the log:\n%s", d.out)
 	}
 
-	// A restart while the disk is full: it comes up, and is still paused.
+	// A restart while the disk is full to the last byte: it comes up, and is still paused.
+	filler := filepath.Join(h.data, "filler")
+	fillDisk(t, filler)
 	d.kill()
 	d = h.start()
 	for a := range 4 {
@@ -100,7 +106,14 @@ func TestDiskFullIsAState(t *testing.T) {
 		return captureStatus(t, h)["reason"] == "capture paused: disk full"
 	})
 
-	// The server comes back: the journal drains, space returns, capture resumes.
+	if free := captureStatusFree(t, h); free > 64<<10 {
+		t.Fatalf("data_dir has %d bytes free after filling it", free)
+	}
+
+	// Space and the server come back: the journal drains, capture resumes.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
 	s3.Restart(t)
 	h.waitStored(h.sourceState(), 120*time.Second)
 	for a := range 4 {
@@ -122,6 +135,40 @@ func TestDiskFullIsAState(t *testing.T) {
 	if got, want := tree(t, h.restore("latest")), h.sourceState(); !equal(got, want) {
 		t.Fatalf("restore of latest: %s", diff(got, want))
 	}
+}
+
+// fillDisk writes path until its file system has no space left.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+func captureStatusFree(t *testing.T, h *host) int64 {
+	t.Helper()
+	code, out, errs := mmr(t, "status", "--config", h.config, "--json")
+	if code != 0 {
+		t.Fatalf("status: exit %d %s", code, errs)
+	}
+	var s struct {
+		Free int64 `json:"data_dir_free_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Free
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
