@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -153,12 +154,20 @@ func (p *Publisher) Run(ctx context.Context) error {
 			window, expect = nil, ""
 			r.Close()
 			r = p.J.NewReader(p.next.Load())
+			wait := backoff
+			if streamFull(failure) {
+				// The server is up and sinks are taking messages out: try again soon
+				// rather than backing off as from an outage.
+				wait = streamFullRetry
+			}
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(backoff + rand.N(backoff/2)):
+			case <-time.After(wait + rand.N(wait/2)):
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			if wait == backoff {
+				backoff = min(backoff*2, 5*time.Second)
+			}
 			continue
 		}
 		if p.next.Load()-saved > 10000 || (len(window) == 0 && saved != p.next.Load()) {
@@ -215,6 +224,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 			window = append(window, &inFlight{fut: fut, next: last + 1})
 		}
 	}
+}
+
+// streamFullRetry is the pause before publishing again into a stream that was full.
+const streamFullRetry = 200 * time.Millisecond
+
+// streamFull tells a stream at its size cap (it refuses new messages until sinks
+// acknowledge older ones) from other publish failures.
+func streamFull(err error) bool {
+	return strings.Contains(err.Error(), "maximum bytes exceeded")
 }
 
 func (p *Publisher) firstSeq() uint64 {
