@@ -80,7 +80,7 @@ func TestDiskFullIsAState(t *testing.T) {
 			h.appendLine(fmt.Sprintf("agent%d/session.jsonl", a), line(a, n))
 		}
 	}
-	waitFor(t, 60*time.Second, "status to say capture paused: disk full", func() bool {
+	waitFor(t, "status to say capture paused: disk full", 60*time.Second, func() bool {
 		c := captureStatus(t, h)
 		return c["paused"] == true && c["reason"] == "capture paused: disk full"
 	})
@@ -102,7 +102,7 @@ func TestDiskFullIsAState(t *testing.T) {
 		h.appendLine(fmt.Sprintf("agent%d/session.jsonl", a), line(a, n))
 	}
 	n++
-	waitFor(t, 60*time.Second, "status after the restart to say capture paused: disk full", func() bool {
+	waitFor(t, "status after the restart to say capture paused: disk full", 60*time.Second, func() bool {
 		return captureStatus(t, h)["reason"] == "capture paused: disk full"
 	})
 
@@ -169,17 +169,6 @@ func captureStatusFree(t *testing.T, h *host) int64 {
 		t.Fatal(err)
 	}
 	return s.Free
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func captureStatus(t *testing.T, h *host) map[string]any {
