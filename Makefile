@@ -59,17 +59,17 @@ test: deps tools lint build
 
 FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./journal/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./segment/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./timespec/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTxn$$' -fuzztime $(FUZZTIME) ./sqlitepage/
-	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./redact/
-	$(GO) test -run '^$$' -fuzz '^FuzzRedactTail$$' -fuzztime $(FUZZTIME) ./redact/
-	$(GO) test -run '^$$' -fuzz '^FuzzRedactTxn$$' -fuzztime $(FUZZTIME) ./watcher/sqlite/
-	$(GO) test -run '^$$' -fuzz '^FuzzToken$$' -fuzztime $(FUZZTIME) ./journal/natsbus/
-	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./state/
-	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./restore/
-	$(GO) test -run '^$$' -fuzz '^FuzzRestoreTwoRecords$$' -fuzztime $(FUZZTIME) ./restore/
+	GO=$(GO) scripts/fuzz.sh ./journal/ FuzzDecodeFrame $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./segment/ FuzzDecode $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./timespec/ FuzzParse $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./sqlitepage/ FuzzDecodeTxn $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./redact/ FuzzRedact $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./redact/ FuzzRedactTail $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./watcher/sqlite/ FuzzRedactTxn $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./journal/natsbus/ FuzzToken $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./state/ FuzzApply $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./restore/ FuzzRestore $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./restore/ FuzzRestoreTwoRecords $(FUZZTIME)
 
 bench: tools build
 	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/ | tee bench.out
