@@ -3,7 +3,6 @@ package restore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -21,11 +20,13 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
+	bucket "github.com/mmreplicate/mmreplicate/store"
 )
 
 // finish writes the final state: folders, append files from staging, whole files from
 // their blobs (fetched in parallel, every hash checked), links and databases.
 func finish(ctx context.Context, o Options, b *builder, res *Result) error {
+	o.packs = b.locs.Packs
 	keys := make([]string, 0, len(b.files))
 	for k, st := range b.files {
 		if !st.deleted && o.wantsPath(st.source, st.path) {
@@ -147,7 +148,7 @@ func place(ctx context.Context, o Options, stage string, st *fileState) error {
 			return fmt.Errorf("%w: %w", errFatal, err)
 		}
 		st.tmp = f.Name()
-		err = assemble(ctx, o.Store, f, st.chunks)
+		err = assemble(ctx, o.Store, o.packs, f, st.chunks)
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("%w: %w", errFatal, cerr)
 		}
@@ -164,7 +165,7 @@ func place(ctx context.Context, o Options, stage string, st *fileState) error {
 			return fmt.Errorf("%w: %w", errFatal, err)
 		}
 		tmp = f.Name()
-		err = assemble(ctx, o.Store, f, st.chunks)
+		err = assemble(ctx, o.Store, o.packs, f, st.chunks)
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("%w: %w", errFatal, cerr)
 		}
@@ -245,15 +246,13 @@ func copyAcross(tmp, dst string, mode os.FileMode) error {
 	return nil
 }
 
-// assemble writes a file's chunks in order, checking each against its hash.
-func assemble(ctx context.Context, store objstore.Store, w io.Writer, chunks []journal.ChunkRef) error {
+// assemble writes a file's chunks in order, each checked against its hash (see
+// store.ReadChunk).
+func assemble(ctx context.Context, st objstore.Store, packs map[string]manifest.Pack, w io.Writer, chunks []journal.ChunkRef) error {
 	for _, c := range chunks {
-		data, err := store.Get(ctx, manifest.BlobKey(c.ID()))
+		data, err := bucket.ReadChunk(ctx, st, packs, c)
 		if err != nil {
-			return fmt.Errorf("blob %s: %w", manifest.BlobKey(c.ID()), err)
-		}
-		if sha256.Sum256(data) != c.Hash || len(data) != int(c.Size) {
-			return fmt.Errorf("blob %s: content does not match its hash", manifest.BlobKey(c.ID()))
+			return err
 		}
 		if _, err := w.Write(data); err != nil {
 			return fmt.Errorf("%w: %w", errFatal, err)
