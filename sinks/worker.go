@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mmreplicate/mmreplicate/cost"
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/journal/natsbus"
 )
@@ -28,7 +29,10 @@ type Worker struct {
 	Consumer jetstream.Consumer
 	Interval time.Duration // flush_interval
 	MaxBytes int           // flush early once a batch holds this many bytes
-	Log      *slog.Logger
+	// Budget spaces flushes beyond Interval so that the month stays within the target's
+	// request budget (nil: no budget). Only the Run goroutine uses it.
+	Budget *cost.Bucket
+	Log    *slog.Logger
 	// StartAfter: records at or below this sequence number are already stored (found in
 	// the store at start-up) and are acknowledged without being written again.
 	StartAfter uint64
@@ -167,14 +171,16 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.ackStored()
 				continue
 			}
-			if quiet || b.bytes >= w.MaxBytes {
+			if b.bytes >= w.MaxBytes || due(quiet, lastFlush, time.Now(), w.Interval, w.Budget) == 0 {
 				timer = nil
 				if !w.flush(ctx, &b) {
 					return nil
 				}
 				lastFlush, quiet = time.Now(), false
+				w.Budget.Take(lastFlush)
+				timer = time.After(w.Interval) // the trailing edge: see what came meanwhile
 			} else if timer == nil {
-				timer = time.After(time.Until(lastFlush.Add(w.Interval)))
+				timer = time.After(due(quiet, lastFlush, time.Now(), w.Interval, w.Budget))
 			}
 		case <-timer:
 			timer = nil
@@ -182,13 +188,29 @@ func (w *Worker) Run(ctx context.Context) error {
 				quiet = true
 				continue
 			}
+			if d := due(false, lastFlush, time.Now(), w.Interval, w.Budget); d > 0 {
+				timer = time.After(d) // the budget holds the batch a little longer
+				continue
+			}
 			if !w.flush(ctx, &b) {
 				return nil
 			}
 			lastFlush = time.Now()
+			w.Budget.Take(lastFlush)
 			timer = time.After(w.Interval) // stay on the trailing edge while changes continue
 		}
 	}
+}
+
+// due is how long a waiting batch waits before its flush (0: now). The first change after
+// a quiet spell goes at once (the leading edge) while the budget has a token; while
+// changes keep coming, flushes are at least interval apart and spaced by the budget.
+func due(quiet bool, last, now time.Time, interval time.Duration, budget *cost.Bucket) time.Duration {
+	var d time.Duration
+	if !quiet {
+		d = last.Add(interval).Sub(now)
+	}
+	return max(d, budget.Delay(now), 0)
 }
 
 // add takes a message's records: those already stored are dropped, the next ones in
