@@ -187,10 +187,13 @@ func (d *decoder) s3(c *Config, key string, n *yaml.Node) error {
 	n = resolve(n)
 	d.lines[key] = n.Line
 	target := func(k string, item *yaml.Node, name string) error {
-		t := S3Target{Name: name, Region: DefaultRegion, FlushInterval: DefaultFlushInterval, BatchBytes: DefaultBatchBytes, ManifestInterval: DefaultManifestInterval,
-			Budget: cost.Default()}
+		t := S3Target{Name: name, Region: DefaultRegion, FlushInterval: DefaultFlushInterval, BatchBytes: DefaultBatchBytes, ManifestInterval: DefaultManifestInterval}
+		budget, budgetSet := cost.Default(), false
 		err := d.mapping(k, item, fields{
-			"budget":            d.budget(&t.Budget),
+			"budget": func(k string, v *yaml.Node) error {
+				budgetSet = true
+				return d.budget(&budget)(k, v)
+			},
 			"name":              d.str(&t.Name),
 			"url":               d.str(&t.URL),
 			"endpoint":          d.str(&t.Endpoint),
@@ -201,6 +204,10 @@ func (d *decoder) s3(c *Config, key string, n *yaml.Node) error {
 			"batch_bytes":       d.size(&t.BatchBytes),
 			"manifest_interval": d.duration(&t.ManifestInterval),
 		})
+		// A folder costs no requests: only an S3 target gets the default budget.
+		if budgetSet || strings.HasPrefix(t.URL, "s3://") {
+			t.Budget = budget
+		}
 		c.S3 = append(c.S3, t)
 		return err
 	}
