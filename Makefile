@@ -12,7 +12,7 @@ VERSITYGW := $(TOOLS_BIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
 export MMR_VERSITYGW := $(VERSITYGW)
 
-.PHONY: help build test test-unit test-integration fuzz bench lint run tools deps clean
+.PHONY: help build test test-unit test-integration fuzz bench lint run tools deps screenshots clean
 
 help:
 	@echo "make run               build, set up ./demo and run the daemon on the embedded defaults"
@@ -22,6 +22,7 @@ help:
 	@echo "make fuzz              run every fuzz target for FUZZTIME (default 10s)"
 	@echo "make bench             measure loss window and ingest; see docs/BENCHMARKS.md"
 	@echo "make build             bin/mmreplicate with the version stamped"
+	@echo "make screenshots       PNGs of the web console's main pages into docs/screenshots"
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/mmreplicate ./cmd/mmreplicate
@@ -45,6 +46,10 @@ lint:
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
+# PNGs of the web console's main pages, taken by its browser test.
+screenshots: deps tools build
+	MMR_WEB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestWebConsoleInBrowser$$' ./e2e/
+
 test-integration: deps tools build
 	$(GO) test -count=1 -timeout 20m ./e2e/ ./objstore/... ./internal/...
 
@@ -60,6 +65,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTxn$$' -fuzztime $(FUZZTIME) ./sqlitepage/
 	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./redact/
 	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./state/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./restore/
 
 bench: tools build
 	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/ | tee bench.out

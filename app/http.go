@@ -224,7 +224,8 @@ func unix(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
 }
 
-// startHTTP serves /healthz, /status and /metrics on http.listen.
+// startHTTP serves /healthz, /status and /metrics on http.listen, and the web console
+// at / (when web credentials are configured).
 func (d *daemon) startHTTP() (func(), error) {
 	if !d.cfg.HTTP.Enabled() {
 		return func() {}, nil
@@ -240,8 +241,11 @@ func (d *daemon) startHTTP() (func(), error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(d.status())
 	})
+	console, closeConsole := d.webConsole(context.Background())
+	mux.Handle("/", console)
 	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
 	if err != nil {
+		closeConsole()
 		return nil, fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -255,6 +259,7 @@ func (d *daemon) startHTTP() (func(), error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		closeConsole()
 	}, nil
 }
 

@@ -64,11 +64,17 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	o.Log.Info("restoring", "host", host, "from", name, "store", st.String(), "at", o.At)
 	res, err := restore.Run(ctx, restore.Options{Store: st, Host: host, At: at, Latest: latest, To: o.To, Roots: roots,
 		Sources: o.Sources, Paths: o.Paths, DryRun: o.DryRun, Force: o.Force, Parallel: o.Parallel, Out: o.Out, Progress: o.Progress, Log: o.Log})
-	if o.InPlace && !o.DryRun && res.Files > 0 && host == o.Config.Host {
-		// The first daemon start on this host must not send back what the store holds.
+	if o.InPlace && !o.DryRun && err == nil && res.Files > 0 && host == o.Config.Host {
+		// The first daemon start on this host must not send back what the store holds;
+		// it must send what the store lacks, so only what this complete restore wrote is
+		// recorded (an incomplete one records nothing: the daemon then sends everything).
+		only := make(map[string]bool, len(res.Placed))
+		for _, k := range res.Placed {
+			only[k] = true
+		}
 		n, serr := watcher.Seed(watcher.Options{Sources: o.Config.Sources,
 			StateFile: filepath.Join(o.Config.DataDir, "watch-state.json"), Ignore: []string{o.Config.DataDir},
-			Secrets: o.Config.Secrets.Action, Log: o.Log})
+			Secrets: o.Config.Secrets.Action, Log: o.Log}, only)
 		if serr != nil {
 			o.Log.Warn("watcher state not seeded: the next start sends the restored files again", "err", serr)
 		} else {

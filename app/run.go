@@ -54,9 +54,11 @@ type daemon struct {
 	s3sinks []*s3sink.Sink
 	drills  *drills
 	git     *gitsink.Sink
+	fleet   *fleetLink // with --no-sinks: the workers elsewhere (see fleet.go)
 	targets []string
 	started time.Time
 	pending []config.Source // sources read on SIGHUP, swapped in by reload
+	hup     chan os.Signal  // SIGHUP, caught from the start of Run
 
 	watchMu sync.Mutex
 	watch   *watcher.Watcher
@@ -67,6 +69,11 @@ type daemon struct {
 
 // Run is `mmreplicate run`: it returns nil after a clean shutdown when ctx ends.
 func Run(ctx context.Context, o RunOptions) error {
+	// SIGHUP asks for a reload; it must never kill the daemon, even one still starting:
+	// a SIGHUP before the first scan ends waits and is handled once the daemon runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg := o.Config
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 30 * time.Second
@@ -85,7 +92,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		return err
 	}
 	defer unlock()
-	d := &daemon{cfg: cfg, log: o.Log, started: time.Now(), oldest: map[uint64]time.Time{}}
+	d := &daemon{cfg: cfg, log: o.Log, started: time.Now(), oldest: map[uint64]time.Time{}, hup: hup}
 
 	stores := make([]objstore.Store, len(cfg.S3))
 	var lastSeq uint64
@@ -179,6 +186,17 @@ func Run(ctx context.Context, o RunOptions) error {
 			return err
 		}
 	}
+	if o.NoSinks {
+		d.fleet = newFleetLink(cfg.Host, d.pub, d.j, names, d.log)
+		for i := range cfg.S3 {
+			if !down[i] {
+				d.fleet.seed(names[i], startAfter[i])
+			}
+		}
+		if err := d.fleet.start(ctx, nc, stream); err != nil {
+			return fmt.Errorf("nats: fleet subjects: %w", err)
+		}
+	}
 	targetNames := make([]string, len(cfg.S3))
 	for i, t := range cfg.S3 {
 		targetNames[i] = t.Name
@@ -201,7 +219,9 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	defer stopPub()
 	defer func() { stopWatch() }()
 
-	errc := make(chan error, 8)
+	// Room for every worker's and the publisher's result: after the loop below stops
+	// reading, they must still be able to return.
+	errc := make(chan error, len(d.workers)+1)
 	var sinkWG, pubWG sync.WaitGroup
 	for _, w := range d.workers {
 		sinkWG.Add(1)
@@ -234,9 +254,7 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	case <-ctx.Done():
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := d.hup
 	watchdog := watchdogTicks()
 	var runErr error
 loop:
@@ -324,6 +342,9 @@ func (d *daemon) releaseLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		upTo := d.pub.Next()
+		if d.fleet != nil {
+			upTo = min(upTo, d.fleet.releasable()) // what every target reports stored
+		}
 		for _, w := range d.workers {
 			upTo = min(upTo, w.StoredSeq()+1)
 			// A gap that redelivery has not filled within a while means NATS lost the

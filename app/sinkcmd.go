@@ -63,6 +63,12 @@ func RunSink(ctx context.Context, o SinkOptions) error {
 		if err != nil {
 			return err
 		}
+		for _, w := range ws {
+			w.Resend = func(_ context.Context, seq uint64) error {
+				return natsbus.AskResend(nc, host, seq, 5*time.Second)
+			}
+		}
+		go reportStored(ctx, nc, host, ws)
 		workers = append(workers, ws...)
 	}
 	fmt.Fprintf(o.Out, "mmreplicate %s: sink %s serving hosts %v with %d workers on %s\n", Version, o.Kind, o.Hosts, len(workers), cfg.NATS.URL)
@@ -124,4 +130,26 @@ func sinkWorkers(ctx context.Context, cfg *config.Config, o SinkOptions, nc *nat
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// storedReportEvery is how often sink workers tell a host what its targets store.
+const storedReportEvery = 2 * time.Second
+
+// reportStored tells host, until ctx ends, up to where each worker's target stores its
+// records: the host releases its journal only below what every target has.
+func reportStored(ctx context.Context, nc *nats.Conn, host string, ws []*sinks.Worker) {
+	t := time.NewTicker(storedReportEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, w := range ws {
+			if seq, ok := w.StoredKnown(); ok {
+				_ = natsbus.ReportStored(nc, host, natsbus.StoredReport{Sink: w.Sink.Name(), Seq: seq})
+			}
+		}
+	}
 }

@@ -85,6 +85,7 @@ type Config struct {
 	Git        *Git        // nil when absent
 	ServeS3    ServeS3     // credentials serve-s3 requires from its clients
 	HTTP       HTTP        // /metrics, /healthz, /status
+	Web        Web         // the web console's credentials and address
 	Journal    Journal
 	Drill      Drill
 	Retention  Retention
@@ -174,8 +175,17 @@ type Retention struct {
 	KeepAll   time.Duration // key keep_all
 	Hourly    time.Duration // key hourly
 	Daily     time.Duration // key daily
-	BlobGrace time.Duration // key blob_grace; 0: the compaction default (24h)
+	BlobGrace time.Duration // key blob_grace; 0: the compaction default (24h); at least MinBlobGrace
 }
+
+// ChunkTrust is how long the watcher and the S3 sink trust that a chunk they sent is
+// stored, referring to it without sending it again (watcher.SentTTL, s3.KnownTTL; a test
+// in app keeps the three equal).
+const ChunkTrust = 6 * time.Hour
+
+// MinBlobGrace is the lowest retention.blob_grace accepted: the trust period plus an hour
+// for the records that refer to a trusted chunk to reach the store.
+const MinBlobGrace = ChunkTrust + time.Hour
 
 // DefaultDrillInterval runs one restore drill a day.
 const DefaultDrillInterval = 24 * time.Hour
@@ -195,6 +205,23 @@ type ServeS3 struct {
 	AccessKeyID     string // SigV4 access key clients must present
 	SecretAccessKey string // its secret; set together with AccessKeyID
 }
+
+// Web configures the web console (`mmreplicate web`, and `/` on http.listen). The
+// console is served only with both credentials set; it asks every browser for them
+// (HTTP basic authentication).
+type Web struct {
+	Username string // key username
+	Password string // key password; set together with Username
+	// Listen is where `mmreplicate web` listens when --listen is not given; default
+	// DefaultWebListen (this machine only).
+	Listen string
+}
+
+// DefaultWebListen is where `mmreplicate web` listens by default.
+const DefaultWebListen = "127.0.0.1:9109"
+
+// Enabled reports whether credentials for the console are configured.
+func (w Web) Enabled() bool { return w.Username != "" && w.Password != "" }
 
 // HTTP configures the daemon's local endpoint that `status` reads.
 type HTTP struct {

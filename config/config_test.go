@@ -66,6 +66,9 @@ git:                               # optional
 serve_s3:
   access_key_id: ${MMR_S3_ACCESS_KEY}
   secret_access_key: ${MMR_S3_SECRET_KEY}
+web:                               # the web console (HTTP basic authentication)
+  username: admin
+  password: ${MMR_WEB_PASSWORD}
 http:
   listen: 127.0.0.1:9108           # /metrics (Prometheus), /healthz, /status (JSON)
 `
@@ -75,6 +78,7 @@ func TestSpecExample(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "se/cret: #not a comment")
 	t.Setenv("MMR_S3_ACCESS_KEY", "browse")
 	t.Setenv("MMR_S3_SECRET_KEY", "browse-secret")
+	t.Setenv("MMR_WEB_PASSWORD", "console-secret")
 	p := write(t, specExample)
 	got, err := Load(p)
 	if err != nil {
@@ -100,6 +104,7 @@ func TestSpecExample(t *testing.T) {
 		Git:        &Git{Repo: "/var/lib/mmreplicate/data-repo", Interval: time.Hour},
 		ServeS3:    ServeS3{AccessKeyID: "browse", SecretAccessKey: "browse-secret"},
 		HTTP:       HTTP{Listen: "127.0.0.1:9108"},
+		Web:        Web{Username: "admin", Password: "console-secret", Listen: DefaultWebListen},
 		Journal:    Journal{MaxBytes: 10 << 30, SyncInterval: 2 * time.Millisecond},
 		Drill:      Drill{Interval: 24 * time.Hour, Enabled: true},
 		Secrets:    Secrets{Action: "redact"},
@@ -260,6 +265,7 @@ func TestErrors(t *testing.T) {
 		{"s3 scalar", minimal + "s3: s3://b\n", []string{"s3: must be a mapping (url: …) or a list of them"}},
 		{"retention bad span", minimal + "retention:\n  keep_all: 7days\n", []string{`retention.keep_all: "7days" is not a duration`}},
 		{"retention negative", minimal + "retention:\n  keep_all: 7d\n  daily: -1h\n", []string{"retention.daily: must not be negative"}},
+		{"retention blob_grace below the chunk trust", minimal + "retention:\n  keep_all: 7d\n  blob_grace: 1h\n", []string{"retention.blob_grace: 1h0m0s is below the minimum 7h0m0s"}},
 		{"retention windows without keep_all", minimal + "retention:\n  daily: 30d\n", []string{"retention.keep_all: is required"}},
 
 		// Sources.
@@ -322,6 +328,11 @@ func TestErrors(t *testing.T) {
 		{"size overflow", minimal + "journal:\n  max_bytes: 99999999TiB\n", []string{`journal.max_bytes: "99999999TiB" is not a size`}},
 		{"encryption recipients", minimal + "encryption:\n  identity_file: /k\n", []string{"encryption.recipients: needs at least one age public key"}},
 		{"serve_s3 half", minimal + "serve_s3:\n  access_key_id: k\n", []string{"serve_s3.secret_access_key: is required"}},
+		{"web password missing", minimal + "web:\n  username: admin\n", []string{"web.password: is required when web.username is set"}},
+		{"web username missing", minimal + "web:\n  password: p\n", []string{"web.username: is required when web.password is set"}},
+		{"web username colon", minimal + "web:\n  username: a:b\n  password: p\n", []string{"web.username: must not contain ':'"}},
+		{"web listen garbage", minimal + "web:\n  listen: nope\n", []string{`web.listen: "nope" is not host:port`}},
+		{"web unknown key", minimal + "web:\n  user: admin\n", []string{"web.user"}},
 		{"listen garbage", minimal + "http:\n  listen: nope\n", []string{`http.listen: "nope" is not host:port (e.g. 127.0.0.1:9108) or "off"`}},
 		{"listen port range", minimal + "http:\n  listen: 127.0.0.1:99999\n", []string{`http.listen: "127.0.0.1:99999" is not host:port`}},
 		{"listen port name", minimal + "http:\n  listen: localhost:http\n", []string{`http.listen: "localhost:http" is not host:port`}},

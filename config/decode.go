@@ -128,6 +128,13 @@ func (d *decoder) top(c *Config, n *yaml.Node) error {
 				"secret_access_key": d.str(&c.ServeS3.SecretAccessKey),
 			})
 		},
+		"web": func(k string, v *yaml.Node) error {
+			return d.mapping(k, v, fields{
+				"username": d.str(&c.Web.Username),
+				"password": d.str(&c.Web.Password),
+				"listen":   d.str(&c.Web.Listen),
+			})
+		},
 		"http": func(k string, v *yaml.Node) error {
 			return d.mapping(k, v, fields{"listen": d.str(&c.HTTP.Listen)})
 		},

@@ -56,6 +56,13 @@ func (d *decoder) validate(c *Config) error {
 		// Thinning windows start where keep_all ends; without it nothing is thinned.
 		return d.errAt("retention.keep_all", "is required (e.g. 7d) when retention.hourly or retention.daily is set")
 	}
+	if g := c.Retention.BlobGrace; g != 0 && g < MinBlobGrace {
+		// The watcher and the S3 sink trust for ChunkTrust that a chunk they sent is
+		// stored, and then refer to it without sending it again: a blob swept sooner
+		// than that could be referred to after it is gone.
+		return d.errAt("retention.blob_grace", "%s is below the minimum %s (chunks are trusted as stored for %s after they are sent, plus %s for the records that refer to them to arrive)",
+			g, MinBlobGrace, ChunkTrust, MinBlobGrace-ChunkTrust)
+	}
 	if e := c.Encryption; e != nil {
 		if len(e.Recipients) == 0 {
 			return d.errAt("encryption.recipients", "needs at least one age public key (age1…); omit encryption to store objects unencrypted")
@@ -80,7 +87,36 @@ func (d *decoder) validate(c *Config) error {
 	if err := d.pair("serve_s3", c.ServeS3.AccessKeyID, c.ServeS3.SecretAccessKey); err != nil {
 		return err
 	}
+	if err := d.validateWeb(c); err != nil {
+		return err
+	}
 	return d.validateHTTP(c)
+}
+
+// validateWeb wants both credentials or neither, a username without ':' (basic
+// authentication cannot carry one) and a listen address of host:port.
+func (d *decoder) validateWeb(c *Config) error {
+	w := &c.Web
+	switch {
+	case w.Username != "" && w.Password == "":
+		return d.errAt("web.password", "is required when web.username is set")
+	case w.Username == "" && w.Password != "":
+		return d.errAt("web.username", "is required when web.password is set")
+	case strings.Contains(w.Username, ":"):
+		return d.errAt("web.username", "must not contain ':'")
+	}
+	if w.Listen == "" {
+		w.Listen = DefaultWebListen
+		return nil
+	}
+	_, port, err := net.SplitHostPort(w.Listen)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return d.errAt("web.listen", "%q is not host:port (e.g. 127.0.0.1:9109)", w.Listen)
+	}
+	return nil
 }
 
 // validateHost fills in the machine's name and refuses names that cannot be

@@ -55,6 +55,14 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"bucket missing", []string{"run", "--config", s3cfg("nobucket.yml", "no-such-bucket", s3.SecretKey)}, 1, "does not exist"},
 		{"wrong credentials", []string{"run", "--config", s3cfg("badkey.yml", bucket, "wrong-secret")}, 1, "access denied"},
+		{"ls bad TIME", []string{"ls", "--config", good, "--at", "yesterday"}, 2, "RFC 3339"},
+		{"cat without --at", []string{"cat", "--config", good, "s/a.jsonl"}, 2, "--at"},
+		{"cat without a path", []string{"cat", "--config", good, "--at", "latest"}, 2, "SOURCE/PATH"},
+		{"diff with one time", []string{"diff", "--config", good, "-1h"}, 2, "two times"},
+		{"log of two paths", []string{"log", "--config", good, "s/a", "s/b"}, 2, "unexpected argument"},
+		{"init with an unknown preset", []string{"init", "--preset", "frobnicate"}, 2, "openclaw"},
+		{"ls with wrong credentials", []string{"ls", "--config", s3cfg("badkey3.yml", bucket, "wrong-secret")}, 1, "access denied"},
+		{"ls of an empty store", []string{"ls", "--config", s3cfg("empty.yml", bucket, s3.SecretKey)}, 1, "holds nothing"},
 		{"restore with wrong credentials", []string{"restore", "--config", s3cfg("badkey2.yml", bucket, "wrong-secret"), "--at", "latest", "--to", filepath.Join(dir, "r2")}, 1, "access denied"},
 	}
 	for _, c := range cases {

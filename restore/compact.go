@@ -445,7 +445,10 @@ func (c *compactor) advance(ctx context.Context, t time.Time) error {
 		if cur.base != nil && r.Seq <= cur.base.Seq && !cur.base.Needs(r) {
 			continue
 		}
-		cur.x.Apply(r)
+		// A malformed record stops compaction: the segments holding it stay, named.
+		if err := cur.x.Apply(r); err != nil {
+			return fmt.Errorf("compact: host %s: %w", c.host, err)
+		}
 		if err := cur.b.apply(r); err != nil {
 			return err
 		}

@@ -87,6 +87,9 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 			err := place(gctx, o, b.stage, st)
 			bar.add(st.size)
 			if err == nil {
+				mu.Lock()
+				res.Placed = append(res.Placed, st.source+"/"+st.path)
+				mu.Unlock()
 				return nil
 			}
 			if errors.Is(err, errFatal) || gctx.Err() != nil {
@@ -105,6 +108,9 @@ func finish(ctx context.Context, o Options, b *builder, res *Result) error {
 	}
 	// Folder times last: writing files into them changed them.
 	for _, k := range keys {
+		if st := b.files[k]; st.kind == manifest.KindDir {
+			res.Placed = append(res.Placed, st.source+"/"+st.path)
+		}
 		if st := b.files[k]; st.kind == manifest.KindDir && st.time > 0 {
 			t := time.Unix(0, st.time)
 			_, dst := o.dest(st.source, st.path)

@@ -2,7 +2,9 @@ package restore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +93,76 @@ func TestVerifyNamesMalformedRecords(t *testing.T) {
 	all := strings.Join(rep.Hosts[0].Problems, "\n")
 	if rep.OK() || !strings.Contains(all, key) || !strings.Contains(all, "record 2") || !strings.Contains(all, "chunk id of 1") {
 		t.Fatalf("verify problems %q: want the short chunk id of record 2 in %s named", all, key)
+	}
+}
+
+// A drill over a store with a gap fails and names the missing records.
+func TestDrillNamesGap(t *testing.T) {
+	st, _ := file.New(t.TempDir())
+	put(t, st, app(1, 0, "a.jsonl", 0, "1\n"), app(2, 1, "a.jsonl", 2, "2\n"))
+	put(t, st, app(5, 4, "b.jsonl", 0, "5\n"))
+	res, err := Drill(context.Background(), st, "h", time.Time{}, t.TempDir())
+	if !errors.Is(err, ErrDrillFailed) || !strings.Contains(strings.Join(res.Problems, "; "), "records 3-4 missing") {
+		t.Fatalf("drill: %v, problems %v: want a failure naming records 3-4", err, res.Problems)
+	}
+}
+
+// Compaction stops at a malformed record, naming host and record, and deletes nothing.
+func TestCompactStopsAtMalformedRecord(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, _ := file.New(dir)
+	start := time.Date(2026, 3, 1, 0, 10, 0, 0, time.UTC)
+	rec := func(seq uint64, h int, r journal.Record) journal.Record {
+		r.Seq, r.Time, r.Source = seq, start.Add(time.Duration(h)*time.Hour).UnixNano(), "s"
+		return r
+	}
+	put(t, st, rec(1, 0, journal.Record{Op: journal.OpAppend, Path: "a.jsonl", Data: []byte("1\n")}))
+	put(t, st, rec(2, 30, journal.Record{Op: journal.OpDir, Path: "../../escaped", Mode: 0o755}))
+	put(t, st, rec(3, 60, journal.Record{Op: journal.OpAppend, Path: "a.jsonl", Offset: 2, Data: []byte("3\n")}))
+	age(t, dir, start)
+	before, err := listAll(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := Policy{KeepAll: time.Hour, Hourly: time.Hour, Daily: 24 * time.Hour}
+	_, err = Compact(ctx, st, "h", pol, start.Add(5*24*time.Hour), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "host h") || !strings.Contains(err.Error(), "record 2") {
+		t.Fatalf("compact: %v, want an error naming host h and record 2", err)
+	}
+	after, err := listAll(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			t.Errorf("compaction deleted %s", k)
+		}
+	}
+}
+
+// A record extending a compacted base whose blob is lost is not written after a hole:
+// the file is named incomplete and holds no zero-filled gap.
+func TestLostCompactedBaseLeavesNoHole(t *testing.T) {
+	st, _ := file.New(t.TempDir())
+	base := []byte("1\n")
+	ref := journal.ChunkRef{Hash: sha256.Sum256(base), Size: uint32(len(base))}
+	x := manifest.New("h")
+	x.Seq, x.Time, x.Compacted, x.Until = 1, t0.UnixNano(), true, t0.Add(time.Second).UnixNano()
+	x.Files["sessions/a.jsonl"] = &manifest.Entry{Kind: manifest.KindAppend, Size: 2, Mode: 0o600, Seq: 1, Time: x.Time, Chunks: []journal.ChunkRef{ref}}
+	body, err := manifest.Encode(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), manifest.ObjectKey(x), body); err != nil {
+		t.Fatal(err)
+	}
+	put(t, st, app(2, 1, "a.jsonl", 2, "2\n"))
+	got, err := run(t, st, time.Time{}, true)
+	if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "compacted content lost") {
+		t.Fatalf("restore: %v, want the lost base named", err)
+	}
+	if strings.Contains(got["sessions/a.jsonl"], "\x00") {
+		t.Fatalf("a.jsonl restored with a hole: %q", got["sessions/a.jsonl"])
 	}
 }

@@ -45,11 +45,14 @@ type Options struct {
 	To     string
 	// Roots, when set, puts each source's files under its own folder instead of
 	// To/<source> (restore --in-place); records of other sources are left out.
-	Roots    map[string]string
-	Sources  []string // only these sources (all when empty)
-	Paths    []string // only paths matching one of these globs (relative path or source/path)
-	DryRun   bool
-	Force    bool // allow a non-empty target
+	Roots   map[string]string
+	Sources []string // only these sources (all when empty)
+	Paths   []string // only paths matching one of these globs (relative path or source/path)
+	DryRun  bool
+	Force   bool // allow a non-empty target
+	// NoSync skips the fsync of each staged file: for rebuilds into a cache (serve-s3,
+	// the web console) that are thrown away after a crash anyway.
+	NoSync   bool
 	Parallel int
 	Out      io.Writer // the plan and the summary
 	Progress io.Writer // a terminal to draw progress on, or nil
@@ -65,6 +68,9 @@ type Result struct {
 	Fetched  int64 // stored bytes of the segments read
 	Manifest string
 	Problems []string
+	// Placed lists, as "source/path", every file, folder and link the restore wrote
+	// (none for a dry run): what a seeded watcher may take as already in the store.
+	Placed []string
 }
 
 // Run rebuilds the state at o.At into o.To.
@@ -113,6 +119,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		defer os.RemoveAll(stage)
 	}
 	b := newBuilder(ctx, o.Store, stage)
+	b.noSync = o.NoSync
 	if p.Base != nil {
 		b.seed(p.Base)
 		res.Manifest = p.BaseKey

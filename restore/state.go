@@ -42,6 +42,8 @@ type builder struct {
 	// locs locates packed chunks: the starting manifest's Packs plus the chunk records
 	// replayed since (only its Packs is used).
 	locs *manifest.Index
+	// noSync: staged files are closed without an fsync (a rebuild into a cache).
+	noSync bool
 }
 
 func newBuilder(ctx context.Context, store objstore.Store, stage string) *builder {
@@ -159,6 +161,9 @@ func (b *builder) apply(r *journal.Record) error {
 		if err := b.startContent(key, st, ch, state.KindAppend); err != nil {
 			return err
 		}
+		if r.Offset > st.size {
+			return nil // the compacted base it extends was lost (named by materialize)
+		}
 		if err := b.applyAppend(key, st, r); err != nil {
 			return err
 		}
@@ -257,7 +262,10 @@ func (b *builder) file(key string, st *fileState) (*os.File, error) {
 func (b *builder) closeAll() error {
 	var errs []error
 	for k, f := range b.open {
-		errs = append(errs, f.Sync(), f.Close())
+		if !b.noSync {
+			errs = append(errs, f.Sync())
+		}
+		errs = append(errs, f.Close())
 		delete(b.open, k)
 	}
 	return errors.Join(errs...)

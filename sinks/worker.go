@@ -43,17 +43,27 @@ type Worker struct {
 	// records wait behind a gap for a while: another worker (before a failover) may have
 	// stored them, and then the wait is over.
 	Resync func(ctx context.Context) (uint64, error)
+	// Resend, when set, asks the host's publisher to send again every record from seq:
+	// called when records have waited behind a gap for ResendAfter and Resync did not end
+	// the wait (NATS lost the message). A worker in the daemon leaves it unset: the
+	// daemon rewinds its own publisher (see Gap).
+	Resend func(ctx context.Context, seq uint64) error
+	// ResendAfter is how long a gap may last before Resend is called (default 10 s),
+	// and then how often it is called again while the gap lasts.
+	ResendAfter time.Duration
 
 	stored    atomic.Uint64 // highest sequence number stored
 	lastFlush atomic.Int64  // unix nanos of the last successful write
 	errs      atomic.Uint64
 	pending   atomic.Int64 // records received but not yet stored
 	gapSince  atomic.Int64 // unix nanos since when records wait behind a gap, 0 if none
+	known     atomic.Bool  // stored is a fact about the store: a write or a resync set it
 
 	// Owned by the Run goroutine.
 	expect uint64                    // next sequence number to store
 	ahead  map[uint64]journal.Record // records past a gap
 	held   []heldMsg                 // messages not acknowledged yet
+	gw     gapWatch                  // what was said and asked about the current gap
 }
 
 type heldMsg struct {
@@ -82,6 +92,16 @@ func (w *Worker) Stats() Stats {
 // StoredSeq is the highest sequence number the sink has stored; everything below is
 // stored too.
 func (w *Worker) StoredSeq() uint64 { return w.stored.Load() }
+
+// StoredKnown is StoredSeq when it is known to be in the store (the worker wrote or
+// found it there since it started); ok is false before that, when StoredSeq is only
+// where the worker was told to start.
+func (w *Worker) StoredKnown() (seq uint64, ok bool) {
+	if !w.known.Load() {
+		return 0, false
+	}
+	return w.stored.Load(), true
+}
 
 // Gap reports the sequence number the worker is waiting for while newer records wait
 // behind it, and since when; ok is false when there is no gap.
@@ -156,6 +176,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					return nil
 				}
 			}
+			w.watchGap(ctx)
 		case m := <-in:
 			w.add(&b, m)
 			// Take whatever else is already queued before deciding.
@@ -244,6 +265,7 @@ func (w *Worker) add(b *batch, m jetstream.Msg) {
 		}
 	} else {
 		w.gapSince.Store(0)
+		w.gapClosed()
 	}
 }
 
@@ -264,10 +286,12 @@ func (w *Worker) resync(ctx context.Context, b *batch) {
 		}
 	}
 	w.stored.Store(seq)
+	w.known.Store(true)
 	w.expect = seq + 1
 	w.advance(b)
 	if len(w.ahead) == 0 {
 		w.gapSince.Store(0)
+		w.gapClosed()
 	}
 	w.ackStored()
 }
@@ -315,6 +339,7 @@ func (w *Worker) flush(ctx context.Context, b *batch) bool {
 		backoff = min(backoff*2, 10*time.Second)
 	}
 	w.stored.Store(b.recs[len(b.recs)-1].Seq)
+	w.known.Store(true)
 	w.lastFlush.Store(time.Now().UnixNano())
 	w.pending.Add(-int64(len(b.recs)))
 	*b = batch{}

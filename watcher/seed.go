@@ -10,12 +10,14 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal"
 )
 
-// Seed records the files now under the sources as already shipped, without journaling
-// anything. `restore --in-place` calls it on a rebuilt host: the files it wrote are the
-// store's own content, and without a seed the first daemon start would send every one of
-// them again. Databases are left out: they need a base image anyway. It returns how many
-// paths it recorded.
-func Seed(o Options) (int, error) {
+// Seed records the files now under the sources that are in only ("source/path", the
+// paths a restore wrote) as already shipped, without journaling anything. `restore
+// --in-place` calls it on a rebuilt host after a complete restore: the files it wrote are
+// the store's own content, and without a seed the first daemon start would send every one
+// of them again. Files not in only (present locally, absent from the store) are left for
+// the daemon to send. Databases are left out: they need a base image anyway. It returns
+// how many paths it recorded.
+func Seed(o Options, only map[string]bool) (int, error) {
 	if _, err := os.Stat(o.StateFile); err == nil {
 		return 0, fmt.Errorf("watcher state %s exists: a daemon already ran with this data_dir; not seeding", o.StateFile)
 	}
@@ -36,7 +38,7 @@ func Seed(o Options) (int, error) {
 			rel, _ := filepath.Rel(s.Path, p)
 			rel = filepath.ToSlash(rel)
 			fi, err := os.Lstat(p)
-			if err != nil || rel == "." {
+			if err != nil || rel == "." || !only[s.Name+"/"+rel] {
 				return nil
 			}
 			var ch change

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -31,6 +32,13 @@ commands:
   verify          read the store back: checksums, gaps, missing blobs, recoverable window
   compact         apply retention: compact old history into manifests, delete what no retained point needs
   serve-s3        read-only S3 endpoint to browse any time with S3 clients: --listen ADDR
+  ls              the files of the state at a time: [--at TIME] [GLOB...]
+  cat             one file's bytes at a time to stdout: --at TIME SOURCE/PATH
+  diff            what changed between two times: T1 T2 [GLOB...]
+  log             every stored version of one file: SOURCE/PATH
+  hosts           the hosts a store holds, their recoverable window and size
+  init            write a config for the agent layout on this machine: [--preset NAME] [--write FILE]
+  web             web console over the store: status, time slider, files, history, downloads
   check-config    validate the config file
   version         print version, commit and build date
 
@@ -105,18 +113,67 @@ func newFlags(name, synopsis string, stderr io.Writer) flags {
 
 func (f flags) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(f.stderr, "usage: mmreplicate %s\n\nflags:\n", f.synopsis)
-			f.SetOutput(f.stderr)
-			f.PrintDefaults()
-			return err
-		}
-		return exitError{2, fmt.Errorf("%w (see 'mmreplicate %s -h')", err, f.Name())}
+		return f.parseError(err)
 	}
 	if f.NArg() > 0 {
 		return exitError{2, fmt.Errorf("unexpected argument %q", f.Arg(0))}
 	}
 	return nil
+}
+
+// parseError prints the usage for -h and turns any other parse error into one line.
+func (f flags) parseError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(f.stderr, "usage: mmreplicate %s\n\nflags:\n", f.synopsis)
+		f.SetOutput(f.stderr)
+		f.PrintDefaults()
+		return err
+	}
+	return exitError{2, fmt.Errorf("%w (see 'mmreplicate %s -h')", err, f.Name())}
+}
+
+// parseArgs parses flags and positional arguments in any order (`ls GLOB --json` as well
+// as `ls --json GLOB`); a negative duration such as -2h is a positional TIME, not a flag,
+// unless it is a flag's value; "--" ends the flags.
+func (f flags) parseArgs(args []string) ([]string, error) {
+	var pos, flagArgs []string
+	value := false // the next argument is the value of the flag before it
+	for i, a := range args {
+		switch {
+		case value:
+			flagArgs, value = append(flagArgs, a), false
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			return pos, f.parseFlags(flagArgs)
+		case len(a) > 1 && a[0] == '-' && !negativeTime.MatchString(a):
+			flagArgs = append(flagArgs, a)
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if fl := f.Lookup(name); fl != nil && !hasValue {
+				b, ok := fl.Value.(interface{ IsBoolFlag() bool })
+				value = !ok || !b.IsBoolFlag()
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	return pos, f.parseFlags(flagArgs)
+}
+
+var negativeTime = regexp.MustCompile(`^-[0-9.]`)
+
+func (f flags) parseFlags(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return f.parseError(err)
+	}
+	return nil
+}
+
+// browseFlags adds the flags every store-reading command shares.
+func browseFlags(f flags, o *app.BrowseOptions, stdout io.Writer) {
+	o.Out = stdout
+	f.StringVar(&o.Host, "host", "", "host whose history to read (default: the config's host)")
+	f.StringVar(&o.From, "from", "", "S3 target to read (default: the first that answers)")
+	f.BoolVar(&o.JSON, "json", false, "print the answer as JSON")
 }
 
 func (f flags) logger(stderr io.Writer) *slog.Logger {
@@ -193,6 +250,8 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		return restoreCmd(ctx, args, stdout, stderr)
 	case "serve-s3":
 		return serveS3Cmd(ctx, args, stdout, stderr)
+	case "web":
+		return webCmd(ctx, args, stdout, stderr)
 	case "verify":
 		f := newFlags("verify", "verify [--json] [--host NAME] [--from NAME] [--read-data]", stderr)
 		var hosts multi
@@ -227,6 +286,10 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		}
 		o.Config, o.Log = cfg, f.logger(stderr)
 		return app.Compact(ctx, o)
+	case "ls", "cat", "diff", "log", "hosts":
+		return browseCmd(ctx, cmd, args, stdout, stderr)
+	case "init":
+		return initCmd(args, stdout, stderr)
 	case "status":
 		f := newFlags("status", "status [--json]", stderr)
 		asJSON := f.Bool("json", false, "print the daemon's status as JSON")
@@ -240,6 +303,81 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 		return app.PrintStatus(ctx, cfg, *asJSON, stdout)
 	}
 	return exitError{2, fmt.Errorf("unknown command %q (run 'mmreplicate help')", cmd)}
+}
+
+func browseCmd(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	var b app.BrowseOptions
+	var at string
+	synopsis := map[string]string{
+		"ls":    "ls [--at TIME] [--json] [GLOB...]",
+		"cat":   "cat --at TIME SOURCE/PATH",
+		"diff":  "diff [--json] T1 T2 [GLOB...]",
+		"log":   "log [--json] SOURCE/PATH",
+		"hosts": "hosts [--json]",
+	}[cmd]
+	f := newFlags(cmd, synopsis, stderr)
+	browseFlags(f, &b, stdout)
+	if cmd == "ls" || cmd == "cat" {
+		f.StringVar(&at, "at", "", "TIME: RFC 3339 (2026-11-26T18:00:00Z), latest, or a negative duration (-90s)")
+	}
+	pos, err := f.parseArgs(args)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		return err
+	}
+	b.Config = cfg
+	one := func(what string) (string, error) {
+		switch len(pos) {
+		case 1:
+			return pos[0], nil
+		case 0:
+			return "", exitError{2, fmt.Errorf("which file? give %s", what)}
+		}
+		return "", exitError{2, fmt.Errorf("unexpected argument %q: give one %s", pos[1], what)}
+	}
+	switch cmd {
+	case "ls":
+		return app.Ls(ctx, app.LsOptions{BrowseOptions: b, At: at, Globs: pos})
+	case "cat":
+		p, err := one("SOURCE/PATH")
+		if err != nil {
+			return err
+		}
+		return app.Cat(ctx, app.CatOptions{BrowseOptions: b, At: at, Path: p})
+	case "diff":
+		if len(pos) < 2 {
+			return exitError{2, errors.New("diff needs two times: T1 T2 [GLOB...]")}
+		}
+		return app.Diff(ctx, app.DiffOptions{BrowseOptions: b, From1: pos[0], To2: pos[1], Globs: pos[2:]})
+	case "log":
+		p, err := one("SOURCE/PATH")
+		if err != nil {
+			return err
+		}
+		return app.Log(ctx, app.LogOptions{BrowseOptions: b, Path: p})
+	default:
+		if len(pos) > 0 {
+			return exitError{2, fmt.Errorf("unexpected argument %q", pos[0])}
+		}
+		return app.Hosts(ctx, b)
+	}
+}
+
+func initCmd(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("init", "init [--preset openclaw|claude-code|codex] [--write FILE] [--force] [FOLDER...]", stderr)
+	o := app.InitOptions{Out: stdout, Err: stderr}
+	f.StringVar(&o.Preset, "preset", "", "agent layout to look for under $HOME: "+strings.Join(app.Presets, ", "))
+	f.StringVar(&o.Write, "write", "", "write the config to FILE (default: print it)")
+	f.BoolVar(&o.Force, "force", false, "overwrite FILE when it exists")
+	pos, err := f.parseArgs(args)
+	if err != nil {
+		return err
+	}
+	o.Folders = pos
+	return app.Init(o)
 }
 
 func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -294,6 +432,26 @@ func serveS3Cmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	o.Config, o.CacheBytes, o.Out, o.Log = cfg, cacheMB<<20, stdout, f.logger(stderr)
 	return app.ServeS3(ctx, o)
+}
+
+func webCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("web", "web [--listen ADDR] [flags]", stderr)
+	var o app.WebOptions
+	var cacheMB int64
+	f.StringVar(&o.Listen, "listen", "", "ADDR to serve on: HOST:PORT, or a bare PORT for 127.0.0.1:PORT (default: web.listen, 127.0.0.1:9109)")
+	f.StringVar(&o.Host, "host", "", "host whose state to show (default: the config's host)")
+	f.StringVar(&o.From, "from", "", "S3 target to read (default: the first that answers)")
+	f.StringVar(&o.CacheDir, "cache-dir", "", "folder to rebuild states in (default: the system's temporary folder)")
+	f.Int64Var(&cacheMB, "cache-mb", 2048, "disk the rebuilt states may use, in MiB")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		return err
+	}
+	o.Config, o.CacheBytes, o.Out, o.Log = cfg, cacheMB<<20, stdout, f.logger(stderr)
+	return app.Web(ctx, o)
 }
 
 // isTerminal reports whether w is a character device (a terminal), where a progress bar

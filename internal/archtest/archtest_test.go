@@ -47,7 +47,7 @@ func forbid(t *testing.T, pkgs []string, prefixes ...string) {
 }
 
 func TestReadersImportNeitherWatcherNorSinks(t *testing.T) {
-	readers := []string{"restore", "restore/s3gw", "store", "state", "manifest", "segment", "chunk", "sqlitepage"}
+	readers := []string{"restore", "restore/s3gw", "web", "browse", "store", "state", "manifest", "segment", "chunk", "sqlitepage"}
 	forbid(t, readers, module+"watcher", module+"sinks", module+"redact", module+"config", "github.com/fsnotify/fsnotify")
 }
 

@@ -26,17 +26,45 @@ const EmbeddedMaxPayload = 8 << 20
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 
-// Token turns a host name into a string safe in subjects, stream and consumer names.
-func Token(host string) string { return unsafeName.ReplaceAllString(host, "_") }
+// Token turns a host name into a string safe in subjects, stream and consumer names, and
+// tells every two names apart: letters, digits and '-' stay, every other byte becomes '_'
+// and two hex digits ("a.b" is "a_2eb", "a_b" is "a_5fb"). Names of letters, digits and
+// '-' alone are what they were before this encoding.
+func Token(host string) string {
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('_')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// legacyToken is the earlier encoding, which gave "a.b" and "a_b" one stream. It names
+// sinks in consumer names still (sink names are unique within a host's stream, and a
+// changed name would leave an old consumer holding every message), and the stream that
+// a host of an earlier version used (see LegacyStreamName).
+func legacyToken(s string) string { return unsafeName.ReplaceAllString(s, "_") }
 
 // StreamName is the host's stream. Every host has its own, so hosts never collide.
 func StreamName(host string) string { return "MMR_" + Token(host) }
+
+// LegacyStreamName is the stream that versions before the injective Token gave host; it
+// differs from StreamName only for names holding characters other than letters, digits
+// and '-'.
+func LegacyStreamName(host string) string { return "MMR_" + legacyToken(host) }
 
 // Subject is the subject a host's records are published on.
 func Subject(host string) string { return "mmr." + Token(host) + ".records" }
 
 // ConsumerName is the durable consumer of one sink (e.g. "s3-default", "git") for a host.
-func ConsumerName(host, sink string) string { return Token(host) + "_" + Token(sink) }
+func ConsumerName(host, sink string) string { return Token(host) + "_" + legacyToken(sink) }
 
 // StartEmbedded starts an in-process JetStream server storing under dir. It listens on no
 // port: the daemon connects in-process, so nothing on the host can reach it.
@@ -183,6 +211,7 @@ func SetupWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, 
 		st, err := Setup(actx, js, host, maxBytes, Replicas(nc), sinks)
 		cancel()
 		if err == nil {
+			warnLegacy(ctx, js, host, log)
 			return st, nil
 		}
 		if ctx.Err() != nil {
@@ -216,4 +245,21 @@ func FirstRecord(ctx context.Context, st jetstream.Stream) (uint64, error) {
 		return 0, fmt.Errorf("nats: first message: %w", err)
 	}
 	return recs[0].Seq, nil
+}
+
+// warnLegacy says when the stream an earlier version gave host is still there: this
+// version publishes to StreamName, and the old stream only takes space (and, in fleet
+// mode, feeds sink workers of the earlier version).
+func warnLegacy(ctx context.Context, js jetstream.JetStream, host string, log *slog.Logger) {
+	legacy := LegacyStreamName(host)
+	if legacy == StreamName(host) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := js.Stream(ctx, legacy); err == nil {
+		log.Warn("the stream an earlier version used for this host is still there; this version uses another: "+
+			"delete the old one once every host and sink worker runs this version (records it held and the store lacks are sent again from the journal)",
+			"host", host, "old_stream", legacy, "stream", StreamName(host))
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/restore"
 	"github.com/mmreplicate/mmreplicate/segment"
 )
 
@@ -119,19 +120,11 @@ func (h *history) apply(s segment.Info, recs []journal.Record) {
 		if h.has(r.Seq) {
 			continue // also held by an overlapping segment
 		}
-		c := change{t: r.Time, seq: r.Seq}
-		switch r.Op {
-		case journal.OpChunk:
+		v, ok := restore.VersionOf(r)
+		if !ok {
 			continue // a blob, not a path
-		case journal.OpAppend:
-			c.size = r.End()
-		case journal.OpFile:
-			c.size = r.Offset
-		case journal.OpDBBase, journal.OpDBPages:
-			c.size = -1
-		default: // deleted, or now a link or a folder: no object
-			c.gone = true
 		}
+		c := change{t: r.Time, seq: r.Seq, size: v.Size, gone: v.Gone}
 		h.add(r.Source+"/"+r.Path, c)
 	}
 	h.cover(s.FirstSeq, s.LastSeq)

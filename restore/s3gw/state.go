@@ -24,6 +24,9 @@ type state struct {
 	root  string
 	names []string // "<source>/<path>", sorted bytewise as S3 listings are
 	files []fileMeta
+	// problems name what the rebuild could not have (a gap, a damaged or missing object):
+	// the state holds everything else.
+	problems []string
 }
 
 // fileMeta is what listings and HEAD show of one file.
@@ -67,8 +70,8 @@ func (g *Gateway) buildState(in instant) (any, string, int64, error) {
 	start := time.Now()
 	dir := filepath.Join(g.root, "state-"+in.key)
 	_ = os.RemoveAll(dir)
-	_, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: in.at, To: dir,
-		Parallel: g.o.Parallel, Log: g.o.Log})
+	res, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: in.at, To: dir,
+		Parallel: g.o.Parallel, Log: g.o.Log, NoSync: true})
 	switch {
 	case errors.Is(err, restore.ErrNothing):
 		_ = os.RemoveAll(dir)
@@ -84,6 +87,7 @@ func (g *Gateway) buildState(in instant) (any, string, int64, error) {
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, err
 	}
+	st.problems = res.Problems
 	g.o.Log.Info("serve-s3: state rebuilt", "at", timespec.Format(in.at), "files", len(st.names), "bytes", n,
 		"took", time.Since(start).Round(time.Millisecond))
 	return st, dir, n, nil
@@ -162,8 +166,9 @@ var errNoVersion = errors.New("no such version")
 
 // version is one file's content at one of its change times.
 type version struct {
-	path string
-	meta fileMeta
+	path     string
+	meta     fileMeta
+	problems []string
 }
 
 // versionAt returns the content of file ("<source>/<path>") as of its change at t,
@@ -181,8 +186,8 @@ func (g *Gateway) buildVersion(key, file string, t int64) (any, string, int64, e
 	source, rel, _ := strings.Cut(file, "/")
 	dir := filepath.Join(g.root, "version-"+key)
 	_ = os.RemoveAll(dir)
-	_, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: time.Unix(0, t), To: dir,
-		Sources: []string{source}, Paths: []string{escapeGlob(rel)}, Parallel: g.o.Parallel, Log: g.o.Log})
+	res, err := restore.Run(g.ctx, restore.Options{Store: g.o.Store, Host: g.o.Host, At: time.Unix(0, t), To: dir,
+		Sources: []string{source}, Paths: []string{escapeGlob(rel)}, Parallel: g.o.Parallel, Log: g.o.Log, NoSync: true})
 	if err != nil && !errors.Is(err, restore.ErrIncomplete) {
 		_ = os.RemoveAll(dir)
 		if errors.Is(err, restore.ErrNothing) {
@@ -200,7 +205,7 @@ func (g *Gateway) buildVersion(key, file string, t int64) (any, string, int64, e
 		_ = os.RemoveAll(dir)
 		return nil, "", 0, err
 	}
-	return &version{path: p, meta: m}, dir, m.size, nil
+	return &version{path: p, meta: m, problems: res.Problems}, dir, m.size, nil
 }
 
 // escapeGlob quotes a path so that restore's glob filter matches exactly that path.

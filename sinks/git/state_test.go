@@ -272,3 +272,25 @@ func TestLogCheckpointBySize(t *testing.T) {
 		t.Fatal("no big file")
 	}
 }
+
+// Malformed records (a path that climbs out, an absolute path, a chunk list that does
+// not add up to the declared size) are skipped with the meaning package state gives
+// them: the mirror neither fails nor writes them, and what follows still commits.
+func TestMalformedRecordsIgnored(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(e.opts())
+	defer s.Close()
+	b := newBuilder()
+	recs := []journal.Record{b.appendTo(at(time.Minute), "s/ok.jsonl", 0, "ok\n"),
+		b.dir(at(time.Minute), "s/../../escaped"),
+		b.appendTo(at(time.Minute), "s//etc/abs.jsonl", 0, "x\n")}
+	liar := b.file(at(time.Minute), "s/liar.bin", 0o644, []byte("four"))
+	liar[len(liar)-1].Offset = 1 << 40
+	recs = append(recs, liar...)
+	recs = append(recs, b.appendTo(at(time.Hour+time.Minute), "s/ok.jsonl", 3, "more\n"))
+	e.write(s, recs)
+	got := checkout(t, e.repo, "main")
+	if len(got) != 1 || string(got["s/ok.jsonl"].data) != "ok\n" {
+		t.Fatalf("commit holds %v, want only s/ok.jsonl", got)
+	}
+}
