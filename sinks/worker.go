@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,10 @@ type Worker struct {
 	// Budget spaces flushes beyond Interval so that the month stays within the target's
 	// request budget (nil: no budget). Only the Run goroutine uses it.
 	Budget *cost.Bucket
-	Log    *slog.Logger
+	// Pricing and Reserve (other PUTs a month: manifests) price the projection in Stats.
+	Pricing cost.Pricing
+	Reserve float64
+	Log     *slog.Logger
 	// StartAfter: records at or below this sequence number are already stored (found in
 	// the store at start-up) and are acknowledged without being written again.
 	StartAfter uint64
@@ -57,7 +61,8 @@ type Worker struct {
 	errs      atomic.Uint64
 	pending   atomic.Int64 // records received but not yet stored
 	gapSince  atomic.Int64 // unix nanos since when records wait behind a gap, 0 if none
-	known     atomic.Bool  // stored is a fact about the store: a write or a resync set it
+	reqs      requests
+	known     atomic.Bool // stored is a fact about the store: a write or a resync set it
 
 	// Owned by the Run goroutine.
 	expect uint64                    // next sequence number to store
@@ -78,11 +83,62 @@ type Stats struct {
 	LastSuccess time.Time
 	Errors      uint64
 	Pending     int64
+	// PUTs of segments by this process in the current UTC hour and month.
+	RequestsHour, RequestsMonth uint64
+	// ProjectedRequestUSD is this month's request cost at the pace so far (manifests
+	// included), at Pricing.
+	ProjectedRequestUSD float64
+	// BudgetWindow is how long a change made now may wait for its upload: the flush
+	// interval, or longer while the budget coalesces sustained activity.
+	BudgetWindow time.Duration
+}
+
+// requests counts the sink's PUTs by UTC hour and month.
+type requests struct {
+	mu          sync.Mutex
+	since       time.Time // start of counting in this month (process start or month start)
+	hour, month time.Time
+	nHour       uint64
+	nMonth      uint64
+	budgetNext  time.Time // when the budget grants the next flush
+}
+
+func (r *requests) roll(now time.Time) {
+	now = now.UTC()
+	if h := now.Truncate(time.Hour); !h.Equal(r.hour) {
+		r.hour, r.nHour = h, 0
+	}
+	if m := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC); !m.Equal(r.month) {
+		r.month, r.nMonth, r.since = m, 0, now
+	}
+}
+
+func (r *requests) put(now, budgetNext time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.roll(now)
+	r.nHour++
+	r.nMonth++
+	r.budgetNext = budgetNext
 }
 
 // Stats returns the worker's current figures.
 func (w *Worker) Stats() Stats {
 	s := Stats{Sink: w.Sink.Name(), StoredSeq: w.stored.Load(), Errors: w.errs.Load(), Pending: w.pending.Load()}
+	now := time.Now()
+	w.reqs.mu.Lock()
+	if w.reqs.since.IsZero() {
+		w.reqs.since = now
+	}
+	w.reqs.roll(now)
+	s.RequestsHour, s.RequestsMonth = w.reqs.nHour, w.reqs.nMonth
+	s.BudgetWindow = max(w.Interval, w.reqs.budgetNext.Sub(now))
+	elapsed := now.Sub(w.reqs.since)
+	w.reqs.mu.Unlock()
+	if elapsed > time.Minute {
+		puts := float64(s.RequestsMonth)/elapsed.Seconds()*cost.Month.Seconds() + w.Reserve
+		s.ProjectedRequestUSD = w.Pricing.Requests(puts, 0)
+	}
 	if t := w.lastFlush.Load(); t > 0 {
 		s.LastSuccess = time.Unix(0, t)
 	}
@@ -199,6 +255,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				lastFlush, quiet = time.Now(), false
 				w.Budget.Take(lastFlush)
+				w.reqs.put(lastFlush, lastFlush.Add(w.Budget.Delay(lastFlush)))
 				timer = time.After(w.Interval) // the trailing edge: see what came meanwhile
 			} else if timer == nil {
 				timer = time.After(due(quiet, lastFlush, time.Now(), w.Interval, w.Budget))
@@ -218,6 +275,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			lastFlush = time.Now()
 			w.Budget.Take(lastFlush)
+			w.reqs.put(lastFlush, lastFlush.Add(w.Budget.Delay(lastFlush)))
 			timer = time.After(w.Interval) // stay on the trailing edge while changes continue
 		}
 	}
