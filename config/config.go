@@ -147,9 +147,10 @@ type Encryption struct {
 // keys, password assignments) before it is journaled, uploaded or committed.
 type Secrets struct {
 	// Action (key action): "redact" (default) masks each secret with '*' of the same
-	// length; "withhold" keeps whole files with a secret out entirely (append-only files
-	// are still redacted, since dropping lines would break their offsets); "off" ships
-	// content as it is.
+	// length; "withhold" keeps what holds a secret out: a whole file holding one is not
+	// shipped, an append-only file stops travelling at the capture that holds one (what
+	// travelled before stays), and a SQLite database stops at its last state without one;
+	// "off" ships content as it is.
 	Action string
 }
 

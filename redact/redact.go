@@ -59,7 +59,8 @@ func Rules() []string {
 // unchanged and the result is a new slice. Redacting the result again finds nothing.
 //
 // Rules see only data: a secret split between two calls is not found, so a caller
-// passes whole lines (of JSONL) or whole files, not arbitrary chunks.
+// passes whole lines (of JSONL) or whole files, not arbitrary chunks; a stream of any
+// length goes through NewReader, and data appended to scanned data through RedactTail.
 func (s *Scanner) Redact(data []byte) ([]byte, []Hit) {
 	ms := s.find(data, nil)
 	if len(ms) == 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mmreplicate/mmreplicate/config"
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/redact"
 )
 
 // MaxRecordData bounds the data of one record so that every record, framed and batched,
@@ -89,7 +90,14 @@ func (w *Watcher) captureAppend(source, rel, abs string, prev *fileState) (chang
 		return ch, err
 	}
 	// Secrets are masked with bytes of the same length, so offsets stay the file's own.
-	data, _ = w.scrub(ch.key, data)
+	data, hits, err := w.scrubAppend(ch.key, f, from, data)
+	if err != nil {
+		return ch, err
+	}
+	if hits > 0 && w.o.Secrets == config.SecretsWithhold {
+		// Nothing from the first secret on travels; what was shipped before stays.
+		return ch, errWithheld
+	}
 	ch.recs = splitData(source, rel, from, mode, data)
 	st := &fileState{Kind: "append", Dev: dev, Ino: ino, Offset: end, Mode: mode}
 	if st.Head, st.Tail, err = probes(f, end); err != nil {
@@ -172,7 +180,7 @@ func (w *Watcher) captureWhole(source, rel, abs string, prev *fileState, early c
 		if prev != nil && prev.Kind == "file" && prev.Dev == dev && prev.Ino == ino && prev.Offset == before.Size() && prev.MTime == mtime && prev.Mode == mode {
 			return ch, nil
 		}
-		refs, recs, sum, err := w.chunkFile(abs, early)
+		refs, recs, sum, hits, err := w.chunkFile(abs, early)
 		if err != nil {
 			return ch, err
 		}
@@ -191,40 +199,50 @@ func (w *Watcher) captureWhole(source, rel, abs string, prev *fileState, early c
 		if prev != nil && prev.Kind == "file" && prev.Tail == sum && prev.Mode == mode {
 			return ch, nil // touched, same content: remember the new mtime only
 		}
+		w.count(abs, hits) // once per version shipped, not per read
 		ch.recs = append(recs, journal.Record{Op: journal.OpFile, Source: source, Path: rel, Offset: before.Size(), Mode: mode, Data: journal.EncodeChunks(refs)})
 		return ch, nil
 	}
 }
 
 // chunkFile splits a file into chunks, returning the chunk list, records for the chunks
-// not sent before (large batches go out early through early), and the hash of the list.
-func (w *Watcher) chunkFile(abs string, early chunkSink) ([]journal.ChunkRef, []journal.Record, [32]byte, error) {
+// not sent before (large batches go out early through early), the hash of the list and
+// the secrets masked.
+func (w *Watcher) chunkFile(abs string, early chunkSink) ([]journal.ChunkRef, []journal.Record, [32]byte, []redact.Hit, error) {
 	f, err := os.Open(abs)
 	if err != nil {
-		return nil, nil, [32]byte{}, err
+		return nil, nil, [32]byte{}, nil, err
 	}
 	defer f.Close()
 	head := make([]byte, len(sqliteHeader))
 	if n, _ := io.ReadFull(f, head); n == len(head) && bytes.Equal(head, sqliteHeader) {
-		return nil, nil, [32]byte{}, errSQLite
+		return nil, nil, [32]byte{}, nil, errSQLite
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, nil, [32]byte{}, err
+		return nil, nil, [32]byte{}, nil, err
 	}
+	// Files of every size are scanned as a stream, in bounded memory: blocks overlap by
+	// the longest span a rule matches, so no secret hides across a block or chunk
+	// boundary. With withhold, a first pass decides before any chunk travels (large
+	// files send chunks early).
 	var src io.Reader = f
+	var rd *redact.Reader
 	if w.scanner != nil {
-		if fi, err := f.Stat(); err == nil && fi.Size() <= scanLimit {
-			// Whole files are scanned whole, so no secret hides across a chunk boundary.
-			data, err := io.ReadAll(f)
-			if err != nil {
-				return nil, nil, [32]byte{}, err
+		if w.o.Secrets == config.SecretsWithhold {
+			scan := w.scanner.NewReader(f)
+			if _, err := io.Copy(io.Discard, scan); err != nil {
+				return nil, nil, [32]byte{}, nil, err
 			}
-			clean, hits := w.scrub(abs, data)
-			if hits > 0 && w.o.Secrets == config.SecretsWithhold {
-				return nil, nil, [32]byte{}, errWithheld
+			if hits := scan.Hits(); len(hits) > 0 {
+				w.count(abs, hits)
+				return nil, nil, [32]byte{}, nil, errWithheld
 			}
-			src = bytes.NewReader(clean)
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return nil, nil, [32]byte{}, nil, err
+			}
 		}
+		rd = w.scanner.NewReader(f)
+		src = rd
 	}
 	c := chunker.NewWithBoundaries(src, chunkPol, chunkMin, chunkMax)
 	c.SetAverageBits(chunkAvgBits)
@@ -239,7 +257,7 @@ func (w *Watcher) chunkFile(abs string, early chunkSink) ([]journal.ChunkRef, []
 			break
 		}
 		if err != nil {
-			return nil, nil, [32]byte{}, err
+			return nil, nil, [32]byte{}, nil, err
 		}
 		ref := journal.ChunkRef{Hash: sha256.Sum256(chunk.Data), Size: uint32(chunk.Length)}
 		list.Write(ref.Hash[:])
@@ -251,19 +269,19 @@ func (w *Watcher) chunkFile(abs string, early chunkSink) ([]journal.ChunkRef, []
 		pending += len(chunk.Data)
 		if pending >= flushBytes && early != nil {
 			if err := early(recs); err != nil {
-				return nil, nil, [32]byte{}, err
+				return nil, nil, [32]byte{}, nil, err
 			}
 			recs, pending = nil, 0
 		}
 	}
+	var hits []redact.Hit
+	if rd != nil {
+		hits = rd.Hits()
+	}
 	var sum [32]byte
 	copy(sum[:], list.Sum(nil))
-	return refs, recs, sum, nil
+	return refs, recs, sum, hits, nil
 }
-
-// scanLimit is the largest whole file scanned for secrets; larger files (media, models,
-// archives) are shipped as they are.
-const scanLimit = 64 << 20
 
 // errWithheld reports a file kept out because it holds a secret (secrets.action: withhold).
 var errWithheld = errors.New("withheld: holds a secret")
@@ -279,13 +297,100 @@ func (w *Watcher) scrub(what string, data []byte) ([]byte, int) {
 	if len(hits) == 0 {
 		return data, 0
 	}
+	w.count(what, hits)
+	return clean, len(hits)
+}
+
+// scrubAppend masks the secrets in data, appended to f at from. Captures end on line
+// boundaries, so the one secret that can run from an earlier capture into this one is a
+// multi-line private key block whose BEGIN line (and maybe part of its body) travelled
+// before. Rather than hold back lines that might start one (which would delay every
+// capture of a plain-text file for the rest of a block that may never come), the bytes
+// before from are read again from the file, unmasked as they are there, and scanned as
+// context: the rest of the block is masked as in one scan of the whole file. Bodies run
+// at most redact.MaxSpan bytes, so that much context is enough. It is read only when the
+// last line before from could belong to a block (a JSONL line, with its braces and
+// quotes, cannot), and used only when a BEGIN line is in it.
+func (w *Watcher) scrubAppend(what string, f *os.File, from int64, data []byte) ([]byte, int, error) {
+	if w.scanner == nil || len(data) == 0 {
+		return data, 0, nil
+	}
+	open, err := mayOpenPEM(f, from)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !open {
+		clean, hits := w.scrub(what, data)
+		return clean, hits, nil
+	}
+	n := min(from, int64(redact.MaxSpan))
+	buf := make([]byte, n, n+int64(len(data)))
+	if _, err := f.ReadAt(buf, from-n); err != nil {
+		return nil, 0, err
+	}
+	if !bytes.Contains(buf, pemBegin) {
+		clean, hits := w.scrub(what, data)
+		return clean, hits, nil
+	}
+	clean, hits := w.scanner.RedactTail(append(buf, data...), int(n))
+	w.count(what, hits)
+	if len(hits) == 0 {
+		return data, 0, nil
+	}
+	return clean, len(hits), nil
+}
+
+// mayOpenPEM reports whether the line that ends at from (the last one shipped) could be
+// the BEGIN line or a line of the body of a private key block, which the data after from
+// could continue. It reads at most 4 KiB; a longer line is no PEM line.
+func mayOpenPEM(f *os.File, from int64) (bool, error) {
+	if from == 0 {
+		return false, nil
+	}
+	n := min(from, 4096)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, from-n); err != nil {
+		return false, err
+	}
+	line := bytes.TrimRight(buf, "\r\n")
+	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
+		line = line[i+1:]
+	} else if n < from {
+		return false, nil
+	}
+	if bytes.Contains(line, pemBegin) {
+		return true, nil
+	}
+	for _, c := range line {
+		if !pemByte(c) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// pemByte reports whether c can be in a line of a PEM body: base64, or header text
+// such as "Proc-Type: 4,ENCRYPTED".
+func pemByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
+		bytes.IndexByte([]byte("+/=,.:- \t\\"), c) >= 0
+}
+
+// pemBegin starts the BEGIN line of a PEM block.
+var pemBegin = []byte("-----BEGIN ")
+
+// count adds hits to the per-rule counters and logs the path and first rule (never the
+// secret).
+func (w *Watcher) count(what string, hits []redact.Hit) {
+	if len(hits) == 0 {
+		return
+	}
 	w.secretsMu.Lock()
 	for _, h := range hits {
 		w.secrets[h.Rule]++
 	}
 	w.secretsMu.Unlock()
 	w.log.Warn("secret redacted before replication", "path", what, "rule", hits[0].Rule, "count", len(hits))
-	return clean, len(hits)
 }
 
 // errSQLite reports a SQLite database met by whole-file capture.

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mmreplicate/mmreplicate/config"
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/redact"
 	"github.com/mmreplicate/mmreplicate/watcher/sqlite"
 )
 
@@ -19,8 +21,13 @@ const rebaseEvery = 30 * time.Minute
 type dbTrack struct {
 	t        *sqlite.Tracker
 	based    time.Time
-	rollback bool // rollback-journal mode: copied whole after each change
+	rollback bool      // rollback-journal mode: copied whole after each change
+	withheld time.Time // when the database was last withheld for holding a secret
 }
+
+// withholdRetry is how long a database withheld for holding a secret waits before it is
+// read whole again to see whether the secret is gone.
+const withholdRetry = time.Minute
 
 // dbOf maps a -wal, -shm or -journal file to its database.
 func dbOf(rel string) (string, bool) {
@@ -59,6 +66,12 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 	dev, ino := identity(fi)
 	mode := uint32(fi.Mode().Perm())
 	tr := w.dbs[key]
+	if tr != nil && !tr.withheld.IsZero() {
+		if time.Since(tr.withheld) < withholdRetry {
+			return ch, errWithheld
+		}
+		tr = nil // look again, from a new base
+	}
 	if tr == nil || prev == nil || prev.Kind != "db" || prev.Dev != dev || prev.Ino != ino {
 		tr = &dbTrack{t: sqlite.NewTracker(abs)}
 		w.dbs[key] = tr
@@ -89,6 +102,7 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 		base = prev == nil || prev.MTime != fi.ModTime().UnixNano() || prev.Offset != fi.Size()
 	}
 	var recs []journal.Record
+	var baseTx sqlite.Txn
 	for _, tx := range txns {
 		recs = append(recs, dbRecords(journal.OpDBPages, source, rel, mode, tx)...)
 	}
@@ -102,7 +116,42 @@ func (w *Watcher) captureDB(source, rel, abs string, fi os.FileInfo, prev *fileS
 			return ch, fmt.Errorf("database base image: %w", err)
 		}
 		tr.based = time.Now()
+		baseTx = tx
 		recs = dbRecords(journal.OpDBBase, source, rel, mode, tx)
+	}
+	if w.scanner != nil && len(recs) > 0 {
+		var hits []redact.Hit
+		indexed := false
+		redactedTxn := func(tx sqlite.Txn, reserved int, mask sqlite.Masker) sqlite.Txn {
+			out, m := sqlite.RedactTxn(tx, reserved, mask)
+			indexed = indexed || m.Index
+			return out
+		}
+		mask := func(b []byte) ([]byte, bool) {
+			c, h := w.scanner.Redact(b)
+			hits = append(hits, h...)
+			return c, len(h) > 0
+		}
+		if base {
+			recs = dbRecords(journal.OpDBBase, source, rel, mode, redactedTxn(baseTx, tr.t.Reserved(), mask))
+		} else {
+			recs = nil
+			for _, tx := range txns {
+				recs = append(recs, dbRecords(journal.OpDBPages, source, rel, mode, redactedTxn(tx, tr.t.Reserved(), mask))...)
+			}
+		}
+		w.count(key, hits)
+		if indexed && !w.warned[abs+"#index"] {
+			w.warned[abs+"#index"] = true
+			w.log.Warn("a secret was masked in an index of a database: run REINDEX on restored copies", "path", abs)
+		}
+		if len(hits) > 0 && w.o.Secrets == config.SecretsWithhold {
+			// Nothing of this database travels while it holds a secret. What the tracker
+			// consumed is not shipped, so it starts again with a base next time, which
+			// is taken at most once per withholdRetry however often the database changes.
+			w.dbs[key] = &dbTrack{withheld: time.Now()}
+			return ch, errWithheld
+		}
 	}
 	st := &fileState{Kind: "db", Dev: dev, Ino: ino, Offset: fi.Size(), Mode: mode, MTime: fi.ModTime().UnixNano()}
 	st.WalSize, st.WalMTime = walStamp(abs)

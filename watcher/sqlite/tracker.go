@@ -56,6 +56,7 @@ type Tracker struct {
 	based    bool
 	dbFile   os.FileInfo // identity of the database file the base was read from
 	pageSize int
+	reserved int // reserved bytes at the end of each page (header byte 20)
 	dbPages  uint32
 	hashes   []uint64 // hash of each page of the captured state; page n at index n-1
 	zeroHash uint64   // hash of an all-zero page
@@ -81,6 +82,10 @@ func NewTracker(dbPath string) *Tracker {
 		seed:    maphash.MakeSeed(),
 	}
 }
+
+// Reserved returns the reserved bytes per page of the database as of the last Base,
+// which RedactTxn needs for the transactions Poll returns.
+func (t *Tracker) Reserved() int { return t.reserved }
 
 // Stats returns the tracker's counters.
 func (t *Tracker) Stats() Stats { return t.stats }
@@ -329,6 +334,7 @@ func (t *Tracker) copyOnce(dbf, shmf *os.File) (snapshot, error) {
 func (t *Tracker) install(fi os.FileInfo, s snapshot) Txn {
 	t.dbFile = fi
 	t.pageSize = s.pageSize
+	t.reserved = int(s.data[20])
 	t.dbPages = s.dbPages
 	t.zeroHash = maphash.Bytes(t.seed, make([]byte, s.pageSize))
 	t.hashes = make([]uint64, s.dbPages)
