@@ -14,10 +14,13 @@ import (
 )
 
 // BenchmarkWeb10k measures how fast the pages of `mmreplicate web` answer for a host of
-// 10,000 files on a real S3 server: the first request (which rebuilds the state from
-// the store) and then 20 requests of each page (the state cached), as the browser asks
-// for them. It does its measurement once whatever b.N is, and reports the median and the
-// slowest answer of each page.
+// 10,000 files on a real S3 server: the first tree of the newest state and of an earlier
+// instant (each reads that state's index from the store: the newest manifest at or
+// before it plus the segments after it, no content), the first view of one file (which
+// rebuilds that file only) and of a folder's download (that folder only), and then 20
+// requests of each page (the index cached), as the browser asks for them. It does its
+// measurement once whatever b.N is, and reports the median and the slowest answer of
+// each page.
 func BenchmarkWeb10k(b *testing.B) {
 	const files = 10_000
 	e := newServeBench(b, "bench-web")
@@ -60,7 +63,9 @@ func BenchmarkWeb10k(b *testing.B) {
 		return d
 	}
 	at := url.QueryEscape(benchT0.Add(2 * time.Minute).Format(time.RFC3339))
+	cpu0 := procCPU(w.cmd.Process.Pid)
 	cold := get("/api/tree?dir=sessions")
+	coldCPU := procCPU(w.cmd.Process.Pid) - cpu0
 	pages := []struct{ name, path string }{
 		{"index", "/"},
 		{"status", "/api/status"},
@@ -70,12 +75,17 @@ func BenchmarkWeb10k(b *testing.B) {
 		{"file", "/api/file?path=sessions/" + talk},
 		{"history", "/api/history?path=sessions/" + talk},
 	}
-	moved := get("/api/tree?at=" + at) // the slider moved to another instant: its state is rebuilt once
+	moved := get("/api/tree?at=" + at) // the slider moved to another instant: its index is read once
+	firstFile := get("/api/file?path=sessions/" + talk)
+	folder := get("/download?dir=sessions/agent03") // 500 files rebuilt, then archived
 	get("/api/history?path=sessions/" + talk)
 	var summary []string
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(float64(cold.Milliseconds()), "cold-ms")
+	b.ReportMetric(float64(coldCPU.Milliseconds()), "cold-cpu-ms")
 	b.ReportMetric(float64(moved.Milliseconds()), "new-instant-ms")
+	b.ReportMetric(float64(firstFile.Milliseconds()), "first-file-ms")
+	b.ReportMetric(float64(folder.Milliseconds()), "folder-500-tar-ms")
 	for _, p := range pages {
 		var ds []time.Duration
 		for range 20 {
@@ -86,6 +96,8 @@ func BenchmarkWeb10k(b *testing.B) {
 		b.ReportMetric(float64(ds[len(ds)-1].Microseconds())/1000, p.name+"-max-ms")
 		summary = append(summary, fmt.Sprintf("%s p50 %v max %v", p.name, ds[len(ds)/2].Round(10*time.Microsecond), ds[len(ds)-1].Round(10*time.Microsecond)))
 	}
-	b.Logf("web console over %d files: first page %v (rebuilds the state), first page at another instant %v; then, 20 requests each: %s",
-		files, cold.Round(time.Millisecond), moved.Round(time.Millisecond), strings.Join(summary, "; "))
+	b.Logf("web console over %d files: first page %v (reads the newest index; %v of CPU time), first page at another instant %v, "+
+		"first view of a file %v, a folder of 500 as .tar.gz %v; then, 20 requests each: %s",
+		files, cold.Round(time.Millisecond), coldCPU, moved.Round(time.Millisecond), firstFile.Round(time.Millisecond),
+		folder.Round(time.Millisecond), strings.Join(summary, "; "))
 }

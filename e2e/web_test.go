@@ -95,12 +95,30 @@ func page(t testing.TB, ctx context.Context, what string, steps ...chromedp.Acti
 // until waits for a JavaScript condition on the page.
 func until(cond string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(20*time.Second))(ctx, tg)
-		if err != nil {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, err := chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(time.Until(deadline)))(ctx, tg)
+			if err == nil {
+				return nil
+			}
+			// A navigation that is still settling replaces the page's JavaScript context
+			// under the poll; that is not an answer, so ask the new context again.
+			if contextReplaced(err) && time.Now().Before(deadline) && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
 			return fmt.Errorf("waiting for %s: %w", cond, err)
 		}
-		return nil
 	})
+}
+
+// contextReplaced tells the browser's "the page's context went away" answers, which a
+// navigation produces while it is under way.
+func contextReplaced(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Cannot find context with specified id") ||
+		strings.Contains(msg, "Execution context was destroyed") ||
+		strings.Contains(msg, "Inspected target navigated or closed")
 }
 
 func evalJS[T any](t testing.TB, ctx context.Context, expr string) T {

@@ -327,18 +327,48 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 	q := NewSequence(x.Seq + 1)
 	var damaged *segment.Info // the newest segment that could not be read
 	var damagedErr error      // and why
+	var need []segment.Info
 	for _, s := range p.Segments {
-		if s.LastSeq <= x.Seq {
-			continue
+		if s.LastSeq > x.Seq {
+			need = append(need, s)
 		}
-		body, err := store.Get(ctx, s.Key)
-		var recs []journal.Record
-		if err == nil {
-			recs, err = segment.Decode(body)
+	}
+	// Segments are fetched and decoded a few ahead of the one being applied (in order):
+	// on a store with any latency the fetches, not the applying, take the time.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type fetched struct {
+		recs []journal.Record
+		err  error
+		done chan struct{}
+	}
+	slots := make([]*fetched, len(need))
+	fetch := func(i int) {
+		f := &fetched{done: make(chan struct{})}
+		slots[i] = f
+		s := need[i]
+		go func() {
+			defer close(f.done)
+			body, err := store.Get(fctx, s.Key)
+			if err == nil {
+				f.recs, err = segment.Decode(body)
+			}
+			if err == nil {
+				err = s.Check(f.recs)
+			}
+			f.err = err
+		}()
+	}
+	for i := range min(loadAhead, len(need)) {
+		fetch(i)
+	}
+	for i, s := range need {
+		if i+loadAhead < len(need) {
+			fetch(i + loadAhead)
 		}
-		if err == nil {
-			err = s.Check(recs)
-		}
+		<-slots[i].done
+		recs, err := slots[i].recs, slots[i].err
+		slots[i] = nil
 		if err != nil {
 			if ctx.Err() != nil {
 				return out, ctx.Err()
@@ -375,6 +405,9 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 	}
 	return out, nil
 }
+
+// loadAhead is how many segments Load fetches ahead of the one it applies.
+const loadAhead = 8
 
 // LoadIndex returns the index of the host's state at T (latest: everything stored), from
 // the newest manifest plus the records after it. Damaged objects, missing records and

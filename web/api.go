@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -52,9 +54,9 @@ func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// storeView is the store's side of the status page. Counting files means rebuilding the
-// newest state, so the view is reused for StoreViewEvery (the page refreshes far more
-// often, and on a busy host every refresh would otherwise rebuild).
+// storeView is the store's side of the status page. Counting files means reading the
+// newest state's index, so the view is reused for StoreViewEvery (the page refreshes far
+// more often, and on a busy host every refresh would otherwise read a new index).
 func (c *Console) storeView() statusView {
 	c.viewMu.Lock()
 	defer c.viewMu.Unlock()
@@ -77,10 +79,9 @@ func (c *Console) storeView() statusView {
 	}
 	snap, err := c.r.snapshot(time.Time{}, true)
 	if err != nil {
-		v.Problems = append(v.Problems, fmt.Sprintf("cannot rebuild the newest state: %v", err))
+		v.Problems = append(v.Problems, fmt.Sprintf("cannot read the newest state: %v", err))
 		return v
 	}
-	defer snap.Release()
 	v.CountedAt = fmtTime(snap.At)
 	v.Problems = append(v.Problems, snap.Problems...)
 	idx := map[string]int{}
@@ -95,12 +96,12 @@ func (c *Console) storeView() statusView {
 			v.Sources = append(v.Sources, sourceView{Name: src})
 		}
 		v.Sources[j].Files++
-		v.Sources[j].Bytes += f.Size
+		v.Sources[j].Bytes += max(f.Size, 0)
 		if f.Time.After(last[src]) {
 			last[src] = f.Time
 		}
 		v.Files++
-		v.Bytes += f.Size
+		v.Bytes += max(f.Size, 0)
 	}
 	for i := range v.Sources {
 		v.Sources[i].LastChange = fmtTime(last[v.Sources[i].Name])
@@ -148,7 +149,6 @@ func (c *Console) apiTree(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, err)
 		return
 	}
-	defer snap.Release()
 	v := treeView{Host: c.o.Host, At: fmtTime(t), Latest: latest, StateAt: fmtTime(snap.At), Dir: dir,
 		Entries: []entry{}, Problems: snap.Problems}
 	if oldest, newest, ok, err := c.r.window(); err == nil && ok {
@@ -176,7 +176,10 @@ func (c *Console) apiTree(w http.ResponseWriter, r *http.Request) {
 		}
 		e := &v.Entries[n-1]
 		e.Files++
-		e.Size += f.Size
+		e.Size += max(f.Size, 0)
+		if !isDir && f.Size < 0 {
+			e.Size = -1 // a database: its size shows once it is opened
+		}
 		if f.Time.After(times[n-1]) {
 			times[n-1] = f.Time
 		}
@@ -269,7 +272,6 @@ func (c *Console) openAt(r *http.Request) (*snapshot, int, time.Time, bool, erro
 	}
 	i := snap.Find(name)
 	if i < 0 {
-		snap.Release()
 		return nil, 0, t, latest, notFound("%s is not a file at %s", name, fmtTime(t))
 	}
 	return snap, i, t, latest, nil
@@ -296,15 +298,20 @@ func (c *Console) apiFile(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, err)
 		return
 	}
-	defer snap.Release()
 	f := snap.File(i)
-	v := fileView{Host: c.o.Host, Path: f.Name, At: fmtTime(t), Latest: latest, StateAt: fmtTime(snap.At), Size: f.Size,
-		Time: fmtTime(f.Time), Problems: snap.Problems}
+	body, err := c.r.content(snap, i)
+	if err != nil {
+		c.fail(w, err)
+		return
+	}
+	defer body.Release()
+	v := fileView{Host: c.o.Host, Path: f.Name, At: fmtTime(t), Latest: latest, StateAt: fmtTime(snap.At), Size: body.Size,
+		Time: fmtTime(f.Time), Problems: joinProblems(snap.Problems, body.Problems)}
 	if oldest, newest, ok, err := c.r.window(); err == nil && ok {
 		v.Oldest, v.Newest = fmtTime(oldest), fmtTime(newest)
 	}
 	v.Command = c.restoreCommand(instantArg(t, latest, snap.At), f.Name, false)
-	v.content, err = render(snap.Path(i), f.Name)
+	v.content, err = render(body.Path, f.Name)
 	if err != nil {
 		c.fail(w, err)
 		return
@@ -407,12 +414,22 @@ func (c *Console) serveFile(w http.ResponseWriter, r *http.Request, attach bool)
 		c.fail(w, err)
 		return
 	}
-	defer snap.Release()
-	if len(snap.Problems) > 0 && r.URL.Query().Get("partial") != "1" {
+	partial := r.URL.Query().Get("partial") == "1"
+	if len(snap.Problems) > 0 && !partial {
 		c.fail(w, incomplete(snap.Problems))
 		return
 	}
-	f, err := os.Open(snap.Path(i))
+	body, err := c.r.content(snap, i)
+	if err != nil {
+		c.fail(w, err)
+		return
+	}
+	defer body.Release()
+	if len(body.Problems) > 0 && !partial {
+		c.fail(w, incomplete(body.Problems))
+		return
+	}
+	f, err := os.Open(body.Path)
 	if err != nil {
 		c.fail(w, err)
 		return
@@ -479,8 +496,8 @@ func (c *Console) download(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, err)
 		return
 	}
-	defer snap.Release()
-	if len(snap.Problems) > 0 && q.Get("partial") != "1" {
+	partial := q.Get("partial") == "1"
+	if len(snap.Problems) > 0 && !partial {
 		c.fail(w, incomplete(snap.Problems))
 		return
 	}
@@ -504,27 +521,49 @@ func (c *Console) download(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if err := writeTar(w, snap, lo, hi); err != nil {
+	// Only the folder asked is rebuilt, and before the answer starts, so that what the
+	// rebuild lacks can still refuse it.
+	tmp, problems, err := c.r.folder(r.Context(), snap, dir)
+	if err != nil {
+		c.fail(w, err)
+		return
+	}
+	defer os.RemoveAll(tmp)
+	if len(problems) > 0 && !partial {
+		c.fail(w, incomplete(problems))
+		return
+	}
+	if err := writeTar(w, snap, lo, hi, filepath.Join(tmp, "state")); err != nil {
 		// Headers are gone: cut the stream short so that the archive does not end cleanly.
 		c.o.Log.Warn("web: folder download failed", "dir", dir, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 }
 
-// writeTar writes files [lo, hi) of a snapshot with their paths as restore lays them
-// out (<source>/<path>), their sizes and capture times.
-func writeTar(w io.Writer, snap *snapshot, lo, hi int) error {
+// writeTar writes files [lo, hi) of a snapshot, rebuilt under root, with their paths as
+// restore lays them out (<source>/<path>), their sizes and capture times. A file the
+// rebuild could not have (only with partial=1) is left out.
+func writeTar(w io.Writer, snap *snapshot, lo, hi int, root string) error {
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
 	for i := lo; i < hi; i++ {
 		f := snap.File(i)
-		fh, err := os.Open(snap.Path(i))
+		p := filepath.Join(root, filepath.FromSlash(f.Name))
+		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		st, err := os.Stat(p)
 		if err != nil {
 			return err
 		}
-		st, err := fh.Stat()
+		if st.Mode().Perm()&0o400 == 0 {
+			// The restored mode may lack the owner's read bit; the rebuilt copy is ours.
+			if err := os.Chmod(p, st.Mode().Perm()|0o400); err != nil {
+				return err
+			}
+		}
+		fh, err := os.Open(p)
 		if err != nil {
-			fh.Close()
 			return err
 		}
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.Name, Size: st.Size(), Mode: int64(st.Mode().Perm()),
@@ -543,4 +582,15 @@ func writeTar(w io.Writer, snap *snapshot, lo, hi int) error {
 		return err
 	}
 	return gz.Close()
+}
+
+// joinProblems is a's problems then b's not already named.
+func joinProblems(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, p := range b {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }

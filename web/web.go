@@ -44,9 +44,9 @@ type Options struct {
 	// the config's).
 	HostFlag bool
 	// StoreViewEvery is how long the store's side of the status page (files and bytes
-	// per source, which take rebuilding the newest state) is reused; default 1 minute.
+	// per source, which take reading the newest state's index) is reused; default 1 minute.
 	StoreViewEvery time.Duration
-	CacheDir       string // where states are rebuilt; default the system's temporary folder
+	CacheDir       string // where files and folders are rebuilt; default the system's temporary folder
 	CacheBytes     int64  // bound of the disk they use; default 2 GiB
 	Log            *slog.Logger
 	Now            func() time.Time // default time.Now
@@ -103,7 +103,7 @@ func New(ctx context.Context, o Options) (*Console, error) {
 	return c, nil
 }
 
-// Close removes the rebuilt states.
+// Close removes the rebuilt files and folders.
 func (c *Console) Close() error { return c.r.close() }
 
 // ServeHTTP checks the credentials, refuses anything but reads and sets the headers that

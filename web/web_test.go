@@ -71,8 +71,14 @@ func (f *fixture) put(recs ...journal.Record) string {
 
 func (f *fixture) serve() *httptest.Server {
 	f.t.Helper()
+	return f.serveIn(f.t.TempDir())
+}
+
+// serveIn serves the fixture's store with its rebuilds under cache.
+func (f *fixture) serveIn(cache string) *httptest.Server {
+	f.t.Helper()
 	c, err := New(context.Background(), Options{Store: f.store, Host: testHost, Username: "admin", Password: "pw",
-		ConfigPath: "/etc/mmreplicate/mmreplicate.yml", CacheDir: f.t.TempDir(),
+		ConfigPath: "/etc/mmreplicate/mmreplicate.yml", CacheDir: cache,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return t0.Add(time.Hour) }})
 	if err != nil {
 		f.t.Fatal(err)

@@ -9,7 +9,8 @@ import (
 )
 
 // This file is the reading API other front ends (the web console) use: the same
-// rebuilt states, history index and single-file versions the S3 endpoint serves.
+// rebuilt states, history index, single-file versions and resolution of instants the S3
+// endpoint serves.
 
 // ErrNoVersion means a file has no stored version (of a regular file) at the time asked.
 var ErrNoVersion = errNoVersion
@@ -153,4 +154,17 @@ func cleanName(name string) bool {
 		}
 	}
 	return true
+}
+
+// Instant resolves t (or the newest state when latest) without rebuilding anything: at
+// is the capture time of the newest change the state holds, key names that state (every
+// t showing the same state gets the same key) and empty is true when the store holds
+// nothing at or before t.
+func (g *Gateway) Instant(t time.Time, latest bool) (at time.Time, key string, empty bool, err error) {
+	c, err := g.catalogNow()
+	if err != nil {
+		return time.Time{}, "", false, err
+	}
+	in := g.resolve(c, t, latest)
+	return in.at, in.key, in.empty, nil
 }

@@ -30,8 +30,8 @@ function qs(params) {
   return p.toString();
 }
 
-// api fetches a JSON answer; a request for an instant (which may rebuild the state at it)
-// dims the page until it answers.
+// api fetches a JSON answer; a request for an instant (which may read the state's index,
+// or rebuild a file) dims the page until it answers.
 async function api(path, params) {
   if (!('at' in params)) return fetchJSON(path, params);
   $('main').classList.add('loading');
