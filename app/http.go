@@ -38,6 +38,8 @@ type Status struct {
 	DBRebases  uint64         `json:"sqlite_rebases"`
 	Drills     []DrillStatus  `json:"drills"`
 	Git        *GitStatus     `json:"git,omitempty"`
+	Capture    CaptureStatus  `json:"capture"`
+	FreeBytes  int64          `json:"data_dir_free_bytes"` // space left in data_dir's file system; -1 unknown
 }
 
 // GitStatus is the git sink's last commit and push state.
@@ -93,6 +95,7 @@ func (d *daemon) status() Status {
 	s := Status{Host: d.cfg.Host, Version: Version, Started: d.started, Overflows: ov, Skipped: sk, CaptureErr: ce, DBRebases: w.DBRebases(),
 		Journal: JournalStatus{Dir: d.j.Dir(), Bytes: d.j.Size(), LastSeq: d.j.LastSeq(), PublishedSeq: d.pub.Next() - 1,
 			PublishErrors: d.pub.Errors(), Full: w.JournalFull()}}
+	s.FreeBytes, s.Capture = d.diskStatus()
 	for _, st := range w.Stats() {
 		s.Sources = append(s.Sources, SourceStatus{Name: st.Name, Files: st.Files, LastChange: st.LastChange})
 	}
@@ -155,6 +158,8 @@ var (
 	mJournalBytes  = prometheus.NewDesc("mmreplicate_journal_bytes", "Bytes of the local journal on disk.", nil, nil)
 	mJournalSeq    = prometheus.NewDesc("mmreplicate_journal_last_sequence", "Sequence number of the newest durable record.", nil, nil)
 	mJournalFull   = prometheus.NewDesc("mmreplicate_journal_full", "1 while the journal refuses appends for lack of space.", nil, nil)
+	mDataDirFree   = prometheus.NewDesc("mmreplicate_data_dir_free_bytes", "Bytes free for the daemon in data_dir's file system.", nil, nil)
+	mCapturePaused = prometheus.NewDesc("mmreplicate_capture_paused", "1 while captured changes cannot be journaled (reason: e.g. \"capture paused: disk full\"), 0 while capture runs.", []string{"reason"}, nil)
 	mPublished     = prometheus.NewDesc("mmreplicate_published_sequence", "Sequence number of the newest record acknowledged by NATS.", nil, nil)
 	mPubErrors     = prometheus.NewDesc("mmreplicate_publish_errors_total", "Failed publish attempts.", nil, nil)
 	mFiles         = prometheus.NewDesc("mmreplicate_source_files_watched", "Files watched per source.", []string{"source"}, nil)
@@ -192,6 +197,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	g(mJournalBytes, float64(s.Journal.Bytes))
 	g(mJournalSeq, float64(s.Journal.LastSeq))
 	g(mJournalFull, b2f(s.Journal.Full))
+	if s.FreeBytes >= 0 {
+		g(mDataDirFree, float64(s.FreeBytes))
+	}
+	if s.Capture.Paused {
+		g(mCapturePaused, 1, s.Capture.Reason)
+	} else {
+		g(mCapturePaused, 0, "")
+	}
 	g(mPublished, float64(s.Journal.PublishedSeq))
 	cnt(mPubErrors, float64(s.Journal.PublishErrors))
 	for _, src := range s.Sources {

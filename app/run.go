@@ -65,6 +65,8 @@ type daemon struct {
 
 	oldestMu sync.Mutex
 	oldest   map[uint64]time.Time // capture time of the oldest unstored record, by seq
+
+	disk diskState // data_dir's free space and why capture is paused (diskfull.go)
 }
 
 // Run is `mmreplicate run`: it returns nil after a clean shutdown when ctx ends.
@@ -129,7 +131,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	// A host rebuilt from its store continues the numbering and the clock of the lost one,
 	// so its records never collide with what the store already holds.
 	d.j, err = journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{
-		MaxBytes: cfg.Journal.MaxBytes, FirstSeq: lastSeq + 1, MinTime: lastTime, Logger: o.Log})
+		MaxBytes: cfg.Journal.MaxBytes, SyncInterval: cfg.Journal.SyncInterval, FirstSeq: lastSeq + 1, MinTime: lastTime, Logger: o.Log})
 	if err != nil {
 		return err
 	}
@@ -157,7 +159,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		names = append(names, "git")
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	stream, err := natsbus.SetupWithRetry(setupCtx, nc, js, cfg.Host, cfg.NATS.MaxBytes, names, d.log)
+	stream, err := natsbus.SetupWithRetry(setupCtx, nc, js, cfg.Host, d.streamBytes(), names, d.log, d.streamOptions()...)
 	cancel()
 	if err != nil {
 		return err
@@ -169,6 +171,7 @@ func Run(ctx context.Context, o RunOptions) error {
 			d.pub.StartAt = s + 1
 		}
 	}
+	d.memoryStreamStart(down)
 	for i, t := range cfg.S3 {
 		d.targets = append(d.targets, stores[i].String())
 		if o.NoSinks {
@@ -235,6 +238,7 @@ func (d *daemon) serve(ctx context.Context, o RunOptions) error {
 	}
 	defer httpStop()
 	go d.releaseLoop(sinkCtx)
+	go d.diskLoop(sinkCtx)
 	if d.cfg.Drill.Enabled {
 		go d.drills.run(sinkCtx, d.cfg.Drill.Interval)
 	}

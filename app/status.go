@@ -42,7 +42,12 @@ func PrintStatus(ctx context.Context, cfg *config.Config, asJSON bool, out io.Wr
 		return fmt.Errorf("status from %s: %w", cfg.HTTP.Listen, err)
 	}
 	fmt.Fprintf(out, "host %s, mmreplicate %s, up since %s\n", s.Host, s.Version, s.Started.Format(time.RFC3339))
-	fmt.Fprintf(out, "journal %s: %d bytes, last seq %d, published %d, full %v\n\n", s.Journal.Dir, s.Journal.Bytes, s.Journal.LastSeq, s.Journal.PublishedSeq, s.Journal.Full)
+	fmt.Fprintf(out, "journal %s: %d bytes, last seq %d, published %d, full %v\n", s.Journal.Dir, s.Journal.Bytes, s.Journal.LastSeq, s.Journal.PublishedSeq, s.Journal.Full)
+	if s.Capture.Paused {
+		fmt.Fprintf(out, "%s (since %s); data_dir free: %d bytes\n\n", s.Capture.Reason, ago(s.Capture.Since), s.FreeBytes)
+	} else {
+		fmt.Fprintf(out, "capture running; data_dir free: %d bytes\n\n", s.FreeBytes)
+	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tFILES\tLAST CHANGE")
 	for _, src := range s.Sources {

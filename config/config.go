@@ -33,8 +33,9 @@ const (
 	// DefaultDataDir is relative on purpose: a first run from a checkout
 	// works without root; it is made absolute against the working directory.
 	DefaultDataDir = "./.mmreplicate"
-	// DefaultNATSMaxBytes caps the JetStream stream so a long sink outage
-	// cannot fill the disk.
+	// DefaultNATSMaxBytes caps the JetStream stream on an external server so
+	// a long sink outage cannot fill its disk. The embedded server keeps the
+	// stream in memory, at most natsbus.EmbeddedStreamBytes.
 	DefaultNATSMaxBytes int64 = 1 << 30
 	// DefaultRegion is what AWS SDKs assume as well, and what most
 	// S3-compatible servers accept.
@@ -111,7 +112,7 @@ type Source struct {
 
 // NATS says where records travel between the journal and the sinks.
 type NATS struct {
-	URL      string // empty: embedded server with JetStream under DataDir
+	URL      string // empty: embedded server (stream in memory, see natsbus.InMemory)
 	Creds    string // optional credentials file for an external server; absolute
 	MaxBytes int64  // key max_bytes: stream size limit; default 1 GiB
 }
@@ -238,7 +239,7 @@ func (h HTTP) Enabled() bool { return h.Listen != HTTPOff }
 // Journal limits the local append-only journal.
 type Journal struct {
 	MaxBytes     int64         // key max_bytes; default 10 GiB
-	SyncInterval time.Duration // key sync_interval; default 2ms
+	SyncInterval time.Duration // key sync_interval; default 2ms: longest an fsync waits for concurrent appends (group commit)
 }
 
 // DefaultPath is the config file commands read when --config is not given:

@@ -38,6 +38,10 @@ func (r *Reader) Close() error {
 // Read returns the durable records from Next on, about maxBytes of them (always at least
 // one when any is available), or none when the reader has caught up.
 func (r *Reader) Read(maxBytes int) ([]Record, error) {
+	if r.f != nil && !r.j.holds(r.seg) {
+		// Released (or emptied and renamed): an open file would keep its space in use.
+		_ = r.Close()
+	}
 	durable := r.j.LastSeq()
 	var out []Record
 	size := 0
@@ -124,4 +128,16 @@ func (r *Reader) readFrame() (Record, int, error) {
 	// The buffer is reused; the caller keeps records beyond the next read.
 	rec.Data = append([]byte(nil), rec.Data...)
 	return rec, used, nil
+}
+
+// holds reports whether seg is still one of the journal's segments under its name.
+func (j *Journal) holds(seg segment) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i := len(j.segs) - 1; i >= 0; i-- {
+		if j.segs[i].first == seg.first {
+			return j.segs[i].path == seg.path
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,20 +18,30 @@ const maxBatch = 8 << 20
 // process captures the files whose debounce has passed (all pending files when force)
 // and journals their records together: one fsync, one capture time.
 func (w *Watcher) process(force bool) {
+	if !force && time.Now().Before(w.retryAt) {
+		return // the journal refused the last append: the changes wait, still dirty
+	}
 	for {
 		now := time.Now()
 		var changes []change
+		var refusal error
 		size := 0
 		more := false
 		for key, p := range w.dirty {
 			if !force && !p.immediate && !p.due(now, w.o.Debounce, w.o.MaxDelay) {
 				continue
 			}
-			if size >= maxBatch {
+			if size >= w.batchLimit() {
 				more = true
 				break
 			}
 			ch, err := w.capture(p)
+			if errors.Is(err, errAppend) {
+				// The file's early chunks found no room in the journal: it stays dirty
+				// (its bytes are still in the source) and everything waits a while.
+				refusal = err
+				break
+			}
 			if err != nil {
 				delete(w.dirty, key)
 				continue
@@ -51,6 +62,13 @@ func (w *Watcher) process(force bool) {
 					size += len(r.Data)
 				}
 			}
+		}
+		if refusal != nil {
+			if len(changes) > 0 {
+				w.commit(changes) // what was captured is kept, or stays dirty
+			}
+			w.refused(refusal)
+			return
 		}
 		if len(changes) == 0 {
 			break
@@ -91,6 +109,8 @@ func (w *Watcher) capture(p *pending) (change, error) {
 		}
 	}
 	switch {
+	case errors.Is(err, errAppend):
+		return change{}, err
 	case err == nil:
 		if ch.state == nil && ch.recs == nil {
 			ch.state = prev
@@ -118,13 +138,54 @@ func (w *Watcher) capture(p *pending) (change, error) {
 	}
 }
 
+// errAppend marks a capture that stopped because the journal refused its records.
+var errAppend = errors.New("journal refused the records")
+
 // journalChunks journals the chunks of a large file ahead of its file record.
 func (w *Watcher) journalChunks(recs []journal.Record) error {
 	if err := w.o.Journal.Append(recs); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errAppend, err)
 	}
 	w.markSent(recs)
 	return nil
+}
+
+// Appends refused by the journal are retried after a pause that doubles up to
+// maxAppendBackoff, so a full disk is probed a few times a minute, not in a loop.
+const (
+	minAppendBackoff = 500 * time.Millisecond
+	maxAppendBackoff = 15 * time.Second
+)
+
+// batchLimit is maxBatch, smaller while the disk is full: a batch that fits the space
+// that is left goes when a big one would not.
+func (w *Watcher) batchLimit() int {
+	if w.backoff == 0 {
+		return maxBatch
+	}
+	return max(maxBatch>>min(int(w.backoff/minAppendBackoff), 10), 64<<10)
+}
+
+// refused notes an append the journal refused: the changes stay pending and the next
+// try waits. It logs the first refusal of a spell; the daemon repeats it once a minute.
+func (w *Watcher) refused(err error) {
+	w.backoff = min(max(2*w.backoff, minAppendBackoff), maxAppendBackoff)
+	w.retryAt = time.Now().Add(w.backoff)
+	if errors.Is(err, journal.ErrFull) {
+		w.full.Store(true)
+	}
+	if w.paused.Swap(&err) == nil {
+		w.log.Error("journal append failed; changes stay pending and are retried", "err", err, "retry_in", w.backoff)
+	}
+}
+
+// accepted ends a spell of refused appends.
+func (w *Watcher) accepted() {
+	w.backoff, w.retryAt = 0, time.Time{}
+	w.full.Store(false)
+	if w.paused.Swap(nil) != nil {
+		w.log.Info("journal accepts appends again; capture resumes")
+	}
 }
 
 // sentChunk reports whether a chunk was journaled already in this run, so it need not
@@ -171,10 +232,13 @@ func (w *Watcher) commit(changes []change) bool {
 		}
 	}
 	if err := w.o.Journal.Append(recs); err != nil {
-		if !w.full.Swap(true) || !errors.Is(err, journal.ErrFull) {
-			w.log.Error("journal append failed; changes stay pending and are retried", "err", err)
-		}
+		w.refused(err)
 		for _, c := range changes {
+			if tr := w.dbs[c.key]; tr != nil {
+				// The tracker has read these WAL frames already: the retry sends a new
+				// base image of the database instead.
+				tr.based = time.Time{}
+			}
 			src, rel := splitKey(c.key)
 			if s, ok := w.roots[src]; ok {
 				w.mark(s, rel, false)
@@ -183,9 +247,7 @@ func (w *Watcher) commit(changes []change) bool {
 		return false
 	}
 	w.markSent(recs)
-	if w.full.Swap(false) {
-		w.log.Info("journal accepts appends again")
-	}
+	w.accepted()
 	now := time.Now()
 	w.mu.Lock()
 	for _, c := range changes {
@@ -219,9 +281,15 @@ func (w *Watcher) save(force bool) error {
 		return nil
 	}
 	if err := saveState(w.o.StateFile, w.files); err != nil {
-		w.log.Error("cannot save watcher state", "err", err)
+		// On a full disk this fails until space returns; the journal has the records,
+		// so the state only costs a re-read after a restart. Say it once per spell.
+		if !w.saveFailing {
+			w.log.Error("cannot save watcher state", "err", err)
+		}
+		w.saveFailing = true
 		return err
 	}
+	w.saveFailing = false
 	w.saved, w.unsaved = time.Now(), false
 	return nil
 }

@@ -65,24 +65,28 @@ type Watcher struct {
 	dirty map[string]*pending
 	roots map[string]config.Source
 
-	mu        sync.Mutex
-	lastSeen  map[string]time.Time
-	counts    map[string]int
-	saved     time.Time
-	unsaved   bool
-	overflows atomic.Uint64
-	skipped   atomic.Uint64
-	errs      atomic.Uint64
-	full      atomic.Bool
-	warned    map[string]bool
-	sent      map[[32]byte]struct{} // chunks journaled recently (see sentTTL)
-	sentSince time.Time
-	dbs       map[string]*dbTrack // SQLite databases followed through their WAL
-	dbGaps    atomic.Uint64       // WAL continuity lost: a new base image was needed
-	scanner   *redact.Scanner     // nil when secrets are shipped as they are
-	secretsMu sync.Mutex
-	secrets   map[string]uint64 // redactions per rule
-	withheld  atomic.Uint64
+	mu          sync.Mutex
+	lastSeen    map[string]time.Time
+	counts      map[string]int
+	saved       time.Time
+	unsaved     bool
+	overflows   atomic.Uint64
+	skipped     atomic.Uint64
+	errs        atomic.Uint64
+	full        atomic.Bool
+	paused      atomic.Pointer[error] // the journal's refusal while changes wait for it
+	retryAt     time.Time             // no append is tried before this after a refusal
+	backoff     time.Duration
+	saveFailing bool
+	warned      map[string]bool
+	sent        map[[32]byte]struct{} // chunks journaled recently (see sentTTL)
+	sentSince   time.Time
+	dbs         map[string]*dbTrack // SQLite databases followed through their WAL
+	dbGaps      atomic.Uint64       // WAL continuity lost: a new base image was needed
+	scanner     *redact.Scanner     // nil when secrets are shipped as they are
+	secretsMu   sync.Mutex
+	secrets     map[string]uint64 // redactions per rule
+	withheld    atomic.Uint64
 }
 
 type pending struct {
@@ -158,6 +162,15 @@ func (w *Watcher) DBRebases() uint64 { return w.dbGaps.Load() }
 // JournalFull reports whether the last append was refused for lack of journal space.
 func (w *Watcher) JournalFull() bool { return w.full.Load() }
 
+// Paused is the journal's error while captured changes wait for it (a full disk, a
+// stopped journal), nil while appends succeed.
+func (w *Watcher) Paused() error {
+	if p := w.paused.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Run watches until ctx ends, then captures whatever is still pending and saves its state.
 func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	fsw, err := fsnotify.NewBufferedWatcher(4096)
@@ -187,7 +200,12 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 			// The last word: whatever changed before shutdown is journaled now.
 			w.scan(false)
 			w.process(true)
-			return w.save(true)
+			if err := w.save(true); err != nil && !journal.DiskFull(err) {
+				return err
+			}
+			// On a full disk the journal has every record the state would describe:
+			// the next start reads those files again, and the store drops what it has.
+			return nil
 		case ev, ok := <-fsw.Events:
 			if !ok {
 				return nil

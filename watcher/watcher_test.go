@@ -23,18 +23,21 @@ type rig struct {
 	stop   context.CancelFunc
 	done   chan error
 	next   uint64
+	w      *Watcher
 	files  map[string][]byte
 	chunks map[string][]byte
 	links  map[string]string
 	dirs   map[string]bool
 }
 
-func newRig(t *testing.T, s config.Source) *rig {
+func newRig(t *testing.T, s config.Source) *rig { return newRigWith(t, s, journal.Options{}) }
+
+func newRigWith(t *testing.T, s config.Source, jo journal.Options) *rig {
 	dir := t.TempDir()
 	r := &rig{t: t, src: filepath.Join(dir, "src"), state: filepath.Join(dir, "state.json"), next: 1, files: map[string][]byte{},
 		chunks: map[string][]byte{}, links: map[string]string{}, dirs: map[string]bool{}}
 	os.MkdirAll(r.src, 0o755)
-	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
+	j, err := journal.Open(filepath.Join(dir, "journal"), jo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +56,7 @@ func (r *rig) startWith(s config.Source) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.w = w
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop, r.done = cancel, make(chan error, 1)
 	ready := make(chan struct{})

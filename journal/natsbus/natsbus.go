@@ -66,6 +66,23 @@ func Subject(host string) string { return "mmr." + Token(host) + ".records" }
 // ConsumerName is the durable consumer of one sink (e.g. "s3-default", "git") for a host.
 func ConsumerName(host, sink string) string { return Token(host) + "_" + legacyToken(sink) }
 
+// EmbeddedStreamBytes caps the host's stream on the embedded server, which keeps it in
+// memory (see InMemory): the journal is the durable copy, and a stream on disk would need
+// free space next to it, which a small disk may not have.
+const EmbeddedStreamBytes int64 = 48 << 20
+
+// embeddedMaxMemory is the embedded server's memory budget: the stream and some room.
+const embeddedMaxMemory = 64 << 20
+
+// StreamOption adjusts the host's stream configuration.
+type StreamOption func(*jetstream.StreamConfig)
+
+// InMemory keeps the stream in memory. The journal stays the durable copy: after a
+// restart the publisher sends again from what the sinks have stored.
+func InMemory() StreamOption {
+	return func(c *jetstream.StreamConfig) { c.Storage = jetstream.MemoryStorage }
+}
+
 // StartEmbedded starts an in-process JetStream server storing under dir. It listens on no
 // port: the daemon connects in-process, so nothing on the host can reach it.
 func StartEmbedded(dir string, log *slog.Logger) (*server.Server, error) {
@@ -78,7 +95,7 @@ func StartEmbedded(dir string, log *slog.Logger) (*server.Server, error) {
 		NoSigs:             true,
 		NoLog:              true,
 		SyncInterval:       10 * time.Second, // the journal is the durable copy; see README
-		JetStreamMaxMemory: 64 << 20,
+		JetStreamMaxMemory: embeddedMaxMemory,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -163,8 +180,19 @@ func ConsumerConfig(host, sink string) jetstream.ConsumerConfig {
 // Setup creates or updates the host's stream and the durable consumers of sinks, which
 // must exist before the first publish: with interest retention a message no consumer is
 // interested in is dropped at once.
-func Setup(ctx context.Context, js jetstream.JetStream, host string, maxBytes int64, replicas int, sinks []string) (jetstream.Stream, error) {
-	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(host, maxBytes, replicas))
+func Setup(ctx context.Context, js jetstream.JetStream, host string, maxBytes int64, replicas int, sinks []string, opts ...StreamOption) (jetstream.Stream, error) {
+	cfg := StreamConfig(host, maxBytes, replicas)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if old, err := js.Stream(ctx, cfg.Name); err == nil && old.CachedInfo().Config.Storage != cfg.Storage {
+		// A stream's storage cannot change in place. Its messages are copies of what the
+		// journal holds: the publisher sends again what the sinks have not stored.
+		if err := js.DeleteStream(ctx, cfg.Name); err != nil {
+			return nil, fmt.Errorf("nats: stream %s: replacing its %v storage: %w", cfg.Name, old.CachedInfo().Config.Storage, err)
+		}
+	}
+	st, err := js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("nats: stream %s: %w", StreamName(host), err)
 	}
@@ -203,12 +231,12 @@ func Replicas(nc *nats.Conn) int {
 }
 
 // SetupWithRetry is Setup, waiting (until ctx ends) for a server that is not up yet.
-func SetupWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, host string, maxBytes int64, sinks []string, log *slog.Logger) (jetstream.Stream, error) {
+func SetupWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, host string, maxBytes int64, sinks []string, log *slog.Logger, opts ...StreamOption) (jetstream.Stream, error) {
 	for {
 		// Each attempt gets its own short deadline: on a cluster that is still electing
 		// its leaders one request can hang, and a retry then succeeds.
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := Setup(actx, js, host, maxBytes, Replicas(nc), sinks)
+		st, err := Setup(actx, js, host, maxBytes, Replicas(nc), sinks, opts...)
 		cancel()
 		if err == nil {
 			warnLegacy(ctx, js, host, log)

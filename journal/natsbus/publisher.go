@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -115,6 +116,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 	// failure the first message goes unchained, from the cursor, which is never past
 	// what the stream holds.
 	expect := ""
+	cursorFailing := false
+	lastFailure, lastSaid := "", time.Time{}
 	for {
 		// Settle what has been acknowledged, in order; wait only when the window is full.
 		var failure error
@@ -142,21 +145,41 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		if failure != nil {
 			p.errors.Add(1)
-			p.Log.Warn("publish failed; journal keeps the records", "from_seq", p.next.Load(), "err", failure, "retry_in", backoff)
+			// A full stream during a long sink outage fails every few seconds: the same
+			// error is said once a minute.
+			if msg := failure.Error(); msg != lastFailure || time.Since(lastSaid) > time.Minute {
+				p.Log.Warn("publish failed; journal keeps the records", "from_seq", p.next.Load(), "err", failure, "retry_in", backoff)
+				lastFailure, lastSaid = msg, time.Now()
+			}
 			window, expect = nil, ""
 			r.Close()
 			r = p.J.NewReader(p.next.Load())
+			wait := backoff
+			if streamFull(failure) {
+				// The server is up and sinks are taking messages out: try again soon
+				// rather than backing off as from an outage.
+				wait = streamFullRetry
+			}
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(backoff + rand.N(backoff/2)):
+			case <-time.After(wait + rand.N(wait/2)):
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			if wait == backoff {
+				backoff = min(backoff*2, 5*time.Second)
+			}
 			continue
 		}
 		if p.next.Load()-saved > 10000 || (len(window) == 0 && saved != p.next.Load()) {
 			if err := journal.WriteCursor(p.CursorDir, CursorName, p.next.Load()); err != nil {
-				return err
+				// A full disk: the cursor only saves re-sending after a restart, and the
+				// server drops what it already has, so publishing goes on.
+				if !cursorFailing {
+					p.Log.Warn("cannot save the publish cursor; publishing goes on", "err", err)
+				}
+				cursorFailing = true
+			} else {
+				cursorFailing = false
 			}
 			saved = p.next.Load()
 		}
@@ -201,6 +224,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 			window = append(window, &inFlight{fut: fut, next: last + 1})
 		}
 	}
+}
+
+// streamFullRetry is the pause before publishing again into a stream that was full.
+const streamFullRetry = 200 * time.Millisecond
+
+// streamFull tells a stream at its size cap (it refuses new messages until sinks
+// acknowledge older ones) from other publish failures.
+func streamFull(err error) bool {
+	return strings.Contains(err.Error(), "maximum bytes exceeded")
 }
 
 func (p *Publisher) firstSeq() uint64 {
