@@ -104,7 +104,9 @@ func NewBucket(puts, reserve float64, now time.Time) *Bucket {
 	if math.IsInf(puts, 1) || math.IsNaN(puts) {
 		return nil
 	}
-	avail := max(puts-reserve, 2)
+	// Manifests come out of the same budget, but never more than half of it: a short
+	// manifest_interval must not leave segments a token a month (it is logged instead).
+	avail := max(puts-min(reserve, puts/2), 2)
 	burst := max(1, math.Floor(avail/100))
 	return &Bucket{burst: burst, rate: (avail - burst) / Month.Seconds(), tokens: burst, last: now}
 }

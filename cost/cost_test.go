@@ -89,3 +89,19 @@ func TestBudgetBounds(t *testing.T) {
 		t.Fatalf("got %v", n)
 	}
 }
+
+// A manifest reserve larger than the budget (manifest_interval: 1s) must not starve the
+// segments: half the budget stays theirs.
+func TestReserveNeverStarvesSegments(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	b := NewBucket(200000, Month.Seconds(), now)
+	if sp := b.Spacing(); sp <= 0 || sp > time.Minute {
+		t.Fatalf("with a reserve above the budget, flushes are spaced %v (want at most a minute)", sp)
+	}
+	for b.Tokens(now) >= 1 {
+		b.Take(now)
+	}
+	if d := b.Delay(now); d > time.Minute {
+		t.Fatalf("after the burst, the next flush waits %v", d)
+	}
+}
