@@ -81,6 +81,12 @@ type SinkStatus struct {
 	// StoreGap names records missing from the stored history, found when the sink
 	// started; no manifest is written while it is set (run verify).
 	StoreGap string `json:"store_gap,omitempty"`
+	// Requests (segment PUTs) of this UTC hour and month, the month's projected request
+	// cost at the target's pricing, and the loss window the budget allows right now.
+	RequestsHour           uint64  `json:"requests_hour"`
+	RequestsMonth          uint64  `json:"requests_month"`
+	ProjectedRequestUSD    float64 `json:"projected_request_usd_month"`
+	BudgetLossWindowSecond float64 `json:"budget_loss_window_seconds"`
 }
 
 func (d *daemon) status() Status {
@@ -101,7 +107,9 @@ func (d *daemon) status() Status {
 	}
 	for i, w := range d.workers {
 		ws := w.Stats()
-		ss := SinkStatus{Name: ws.Sink, Target: d.targets[i], StoredSeq: ws.StoredSeq, LastSuccess: ws.LastSuccess, Errors: ws.Errors}
+		ss := SinkStatus{Name: ws.Sink, Target: d.targets[i], StoredSeq: ws.StoredSeq, LastSuccess: ws.LastSuccess, Errors: ws.Errors,
+			RequestsHour: ws.RequestsHour, RequestsMonth: ws.RequestsMonth, ProjectedRequestUSD: ws.ProjectedRequestUSD,
+			BudgetLossWindowSecond: ws.BudgetWindow.Seconds()}
 		if s.Journal.LastSeq > ws.StoredSeq {
 			ss.BacklogRecords = s.Journal.LastSeq - ws.StoredSeq
 		}
@@ -161,6 +169,10 @@ var (
 	mLastSuccess   = prometheus.NewDesc("mmreplicate_sink_last_success_timestamp_seconds", "Time of the sink's last successful write.", []string{"sink"}, nil)
 	mLossWindow    = prometheus.NewDesc("mmreplicate_sink_loss_window_seconds", "Age of the oldest record the sink has not stored.", []string{"sink"}, nil)
 	mStoreGap      = prometheus.NewDesc("mmreplicate_sink_store_gap", "1 when the sink found records missing from the stored history at start (no manifest is written until repaired).", []string{"sink"}, nil)
+	mReqHour       = prometheus.NewDesc("mmreplicate_sink_requests_hour", "PUTs of segments by the sink in the current UTC hour.", []string{"sink"}, nil)
+	mReqMonth      = prometheus.NewDesc("mmreplicate_sink_requests_month", "PUTs of segments by the sink in the current UTC month (since the process started, if later).", []string{"sink"}, nil)
+	mProjectedUSD  = prometheus.NewDesc("mmreplicate_sink_projected_request_usd_month", "This month's request cost at the pace so far, at the target's pricing (manifests included).", []string{"sink"}, nil)
+	mBudgetWindow  = prometheus.NewDesc("mmreplicate_sink_budget_loss_window_seconds", "How long a change made now may wait for its upload: flush_interval, or longer while the request budget coalesces.", []string{"sink"}, nil)
 	mOverflows     = prometheus.NewDesc("mmreplicate_inotify_overflows_total", "Inotify queue overflows (each triggers a full rescan).", nil, nil)
 	mSkipped       = prometheus.NewDesc("mmreplicate_files_skipped_total", "Files not replicated (unsupported kind, bad name).", nil, nil)
 	mCaptureErrors = prometheus.NewDesc("mmreplicate_capture_errors_total", "Files that could not be read.", nil, nil)
@@ -205,6 +217,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		g(mLastSuccess, unix(sk.LastSuccess), sk.Name)
 		g(mLossWindow, sk.LossWindowSeconds, sk.Name)
 		g(mStoreGap, b2f(sk.StoreGap != ""), sk.Name)
+		g(mReqHour, float64(sk.RequestsHour), sk.Name)
+		g(mReqMonth, float64(sk.RequestsMonth), sk.Name)
+		g(mProjectedUSD, sk.ProjectedRequestUSD, sk.Name)
+		g(mBudgetWindow, sk.BudgetLossWindowSecond, sk.Name)
 	}
 	cnt(mOverflows, float64(s.Overflows))
 	cnt(mSkipped, float64(s.Skipped))

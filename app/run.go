@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mmreplicate/mmreplicate/cost"
 	"io"
 	"log/slog"
 	"os"
@@ -528,7 +529,12 @@ func s3Worker(ctx context.Context, cfg *config.Config, stream jetstream.Stream, 
 			return nil, nil, err
 		}
 	}
-	w := &sinks.Worker{Sink: sink, Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes), Log: log, StartAfter: startAfter}
+	manifests := 0.0
+	if t.ManifestInterval > 0 {
+		manifests = cost.Month.Seconds() / t.ManifestInterval.Seconds()
+	}
+	w := &sinks.Worker{Sink: sink, Consumer: cons, Interval: t.FlushInterval, MaxBytes: int(t.BatchBytes), Log: log, StartAfter: startAfter,
+		Budget: cost.NewBucket(t.Budget.PutsPerMonth(), manifests, time.Now()), Pricing: t.Budget.Pricing, Reserve: manifests}
 	w.Resync = func(ctx context.Context) (uint64, error) {
 		seq, _, err := lastStored(ctx, store, cfg.Host)
 		if err == nil && seq >= w.StoredSeq()+1 {

@@ -57,6 +57,10 @@ func PrintStatus(ctx context.Context, cfg *config.Config, asJSON bool, out io.Wr
 	for _, sk := range s.Sinks {
 		fmt.Fprintf(tw, "%s\t%d records\t%s\t%d\t%.1fs\t%s\n", sk.Name, sk.BacklogRecords, ago(sk.LastSuccess), sk.Errors, sk.LossWindowSeconds, sk.Target)
 	}
+	fmt.Fprintln(tw, "\nSINK\tPUTS THIS HOUR\tPUTS THIS MONTH\tPROJECTED REQUESTS/MONTH\tBUDGET ALLOWS")
+	for _, sk := range s.Sinks {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t$%.2f\t%.1fs loss window\n", sk.Name, sk.RequestsHour, sk.RequestsMonth, sk.ProjectedRequestUSD, sk.BudgetLossWindowSecond)
+	}
 	for _, sk := range s.Sinks {
 		if sk.StoreGap != "" {
 			fmt.Fprintf(tw, "\n%s: the stored history has a gap, no manifest is written (run verify): %s\n", sk.Name, sk.StoreGap)

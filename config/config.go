@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/mmreplicate/mmreplicate/cost"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -129,6 +130,11 @@ type S3Target struct {
 	// ManifestInterval (key manifest_interval, default 10m) is how often the sink stores
 	// the whole state, bounding what a restore reads.
 	ManifestInterval time.Duration
+	// Budget (key budget: requests_per_month, monthly_usd, pricing) bounds what the
+	// target's requests cost in a month; default $1 at AWS list prices. With a provider
+	// that does not charge uploads and no requests_per_month, flush_interval alone
+	// spaces uploads.
+	Budget cost.Budget
 }
 
 // Encryption makes the host encrypt every S3 object before upload, so the

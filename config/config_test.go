@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"github.com/mmreplicate/mmreplicate/cost"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -97,7 +98,7 @@ func TestSpecExample(t *testing.T) {
 		S3: []S3Target{{
 			Name: "default", URL: "s3://mmreplicate/prod", Endpoint: "http://127.0.0.1:7070", Region: "us-east-1",
 			AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "se/cret: #not a comment",
-			FlushInterval: time.Second, BatchBytes: 8 << 20, ManifestInterval: 10 * time.Minute,
+			FlushInterval: time.Second, BatchBytes: 8 << 20, ManifestInterval: 10 * time.Minute, Budget: cost.Default(),
 		}},
 		Encryption: &Encryption{Recipients: []string{"age1…"}, IdentityFile: "/etc/mmreplicate/age.key"},
 		Git:        &Git{Repo: "/var/lib/mmreplicate/data-repo", Interval: time.Hour},
@@ -166,7 +167,7 @@ s3:
 		t.Fatal(err)
 	}
 	want := []S3Target{
-		{Name: "primary", URL: "s3://bucket/prefix", Region: "us-east-1", FlushInterval: 500 * time.Millisecond, BatchBytes: 16 << 20, ManifestInterval: 10 * time.Minute},
+		{Name: "primary", URL: "s3://bucket/prefix", Region: "us-east-1", FlushInterval: 500 * time.Millisecond, BatchBytes: 16 << 20, ManifestInterval: 10 * time.Minute, Budget: cost.Default()},
 		{Name: "backup", URL: "file:///mnt/backup", Region: "eu-west-1", FlushInterval: time.Second, BatchBytes: 8 << 20, ManifestInterval: 10 * time.Minute},
 	}
 	if !reflect.DeepEqual(c.S3, want) || c.S3Default {
@@ -523,5 +524,54 @@ func TestEveryPlaceholderNamed(t *testing.T) {
 	}
 	if strings.Contains(msg, "NOTHING") || strings.Contains(msg, "\n") {
 		t.Errorf("comment counted or several lines: %q", msg)
+	}
+}
+
+func TestS3Budget(t *testing.T) {
+	c, err := Load(write(t, minimal+`
+s3:
+  - name: a
+    url: s3://bucket/a
+    budget:
+      requests_per_month: 50000
+      pricing: r2
+  - name: b
+    url: s3://bucket/b
+    budget:
+      monthly_usd: 2.5
+      pricing: {put_per_1000: 0.01, get_per_1000: 0.001, gb_month: 0.02}
+  - name: c
+    url: s3://bucket/c
+    budget: {pricing: b2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := cost.Preset("r2")
+	b2, _ := cost.Preset("b2")
+	want := []cost.Budget{
+		{RequestsPerMonth: 50000, MonthlyUSD: cost.DefaultMonthlyUSD, Pricing: r2},
+		{MonthlyUSD: 2.5, Pricing: cost.Pricing{Name: "custom", PutPer1000: 0.01, GetPer1000: 0.001, GBMonth: 0.02}},
+		{MonthlyUSD: cost.DefaultMonthlyUSD, Pricing: b2},
+	}
+	for i, w := range want {
+		if c.S3[i].Budget != w {
+			t.Errorf("target %d budget %+v, want %+v", i, c.S3[i].Budget, w)
+		}
+	}
+	if n := c.S3[1].Budget.PutsPerMonth(); n != 250000 {
+		t.Errorf("$2.5 at $0.01/1000 = %v PUTs", n)
+	}
+	for yaml, msg := range map[string]string{
+		"s3:\n  url: s3://b\n  budget:\n    pricing: gcs\n":               `s3.budget.pricing: unknown pricing "gcs"`,
+		"s3:\n  url: s3://b\n  budget:\n    monthly_usd: -1\n":            "s3.budget.monthly_usd: must not be negative",
+		"s3:\n  url: s3://b\n  budget:\n    requests_per_month: lots\n":   `s3.budget.requests_per_month: "lots" is not a number`,
+		"s3:\n  url: s3://b\n  budget:\n    pricing: {put_per_1000: x}\n": `s3.budget.pricing.put_per_1000: "x" is not a number`,
+		"s3:\n  url: s3://b\n  budget:\n    requests_per_month: 1.5\n":    "s3.budget.requests_per_month: must be a whole number",
+	} {
+		_, err := Load(write(t, minimal+yaml))
+		if err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: got %v, want %q", yaml, err, msg)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/mmreplicate/mmreplicate/cost"
 	"io"
 	"math"
 	"os"
@@ -194,7 +195,12 @@ func (d *decoder) s3(c *Config, key string, n *yaml.Node) error {
 	d.lines[key] = n.Line
 	target := func(k string, item *yaml.Node, name string) error {
 		t := S3Target{Name: name, Region: DefaultRegion, FlushInterval: DefaultFlushInterval, BatchBytes: DefaultBatchBytes, ManifestInterval: DefaultManifestInterval}
+		budget, budgetSet := cost.Default(), false
 		err := d.mapping(k, item, fields{
+			"budget": func(k string, v *yaml.Node) error {
+				budgetSet = true
+				return d.budget(&budget)(k, v)
+			},
 			"name":              d.str(&t.Name),
 			"url":               d.str(&t.URL),
 			"endpoint":          d.str(&t.Endpoint),
@@ -205,6 +211,10 @@ func (d *decoder) s3(c *Config, key string, n *yaml.Node) error {
 			"batch_bytes":       d.size(&t.BatchBytes),
 			"manifest_interval": d.duration(&t.ManifestInterval),
 		})
+		// A folder costs no requests: only an S3 target gets the default budget.
+		if budgetSet || strings.HasPrefix(t.URL, "s3://") {
+			t.Budget = budget
+		}
 		c.S3 = append(c.S3, t)
 		return err
 	}
@@ -226,6 +236,71 @@ func (d *decoder) s3(c *Config, key string, n *yaml.Node) error {
 		return nil
 	default:
 		return d.errAt(key, "must be a mapping (url: …) or a list of them, not %s", kindName(n))
+	}
+}
+
+// budget decodes a request budget: requests_per_month, monthly_usd and pricing (a preset
+// name or explicit prices). Keys left out keep the default's values.
+func (d *decoder) budget(dst *cost.Budget) fieldFunc {
+	return func(key string, n *yaml.Node) error {
+		if isNull(resolve(n)) {
+			return nil
+		}
+		return d.mapping(key, n, fields{
+			"requests_per_month": func(k string, v *yaml.Node) error {
+				var f float64
+				if err := d.number(&f)(k, v); err != nil {
+					return err
+				}
+				if f != float64(int64(f)) {
+					return d.errAt(k, "must be a whole number")
+				}
+				dst.RequestsPerMonth = int64(f)
+				return nil
+			},
+			"monthly_usd": d.number(&dst.MonthlyUSD),
+			"pricing": func(k string, v *yaml.Node) error {
+				if r := resolve(v); r.Kind == yaml.ScalarNode {
+					s, _, err := d.scalar(k, r)
+					if err != nil || s == "" {
+						return err
+					}
+					p, ok := cost.Preset(strings.ToLower(s))
+					if !ok {
+						return d.errAt(k, "unknown pricing %q: use one of %s, or put_per_1000/get_per_1000/gb_month", s, strings.Join(cost.Presets(), ", "))
+					}
+					dst.Pricing = p
+					return nil
+				}
+				p := cost.Pricing{Name: "custom"}
+				err := d.mapping(k, v, fields{
+					"put_per_1000": d.number(&p.PutPer1000),
+					"get_per_1000": d.number(&p.GetPer1000),
+					"gb_month":     d.number(&p.GBMonth),
+				})
+				dst.Pricing = p
+				return err
+			},
+		})
+	}
+}
+
+// number decodes a number that is not negative.
+func (d *decoder) number(dst *float64) fieldFunc {
+	return func(key string, n *yaml.Node) error {
+		s, _, err := d.scalar(key, n)
+		if err != nil || s == "" {
+			return err
+		}
+		v, perr := strconv.ParseFloat(strings.ReplaceAll(s, "_", ""), 64)
+		if perr != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return d.errAt(key, "%q is not a number", s)
+		}
+		if v < 0 {
+			return d.errAt(key, "must not be negative, not %q", s)
+		}
+		*dst = v
+		return nil
 	}
 }
 

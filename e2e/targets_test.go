@@ -99,22 +99,23 @@ func TestTwoTargetsEncryptedWithDrills(t *testing.T) {
 	}
 	gw.Process.Signal(os.Interrupt)
 	gw.Wait()
-	// A damaged object makes the next drill fail, naming it.
+	// A damaged object makes the next drill fail, naming it. New chunks travel inside
+	// segment objects, so damaging the segments damages both.
 	damaged := 0
-	filepath.Walk(filepath.Join(a.Root, "first", "prod", "blobs"), func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
+	filepath.Walk(filepath.Join(a.Root, "first", "prod"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && (strings.Contains(p, "/segments/") || strings.Contains(p, "/blobs/")) {
 			os.WriteFile(p, []byte("damaged"), 0o644)
 			damaged++
 		}
 		return nil
 	})
 	if damaged == 0 {
-		t.Fatal("no blob objects found to damage")
+		t.Fatal("no segment or blob objects found to damage")
 	}
 	waitStatus(t, h, func(s map[string]any) bool {
 		for _, x := range s["drills"].([]any) {
 			m := x.(map[string]any)
-			if e, _ := m["last_error"].(string); m["target"] == "primary" && strings.Contains(e, "blobs/") {
+			if e, _ := m["last_error"].(string); m["target"] == "primary" && (strings.Contains(e, "blobs/") || strings.Contains(e, "segments/")) {
 				return true
 			}
 		}

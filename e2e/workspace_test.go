@@ -81,13 +81,13 @@ func TestWorkspaceFiles(t *testing.T) {
 		want := workspaceTree(t, ws)
 		for {
 			to := filepath.Join(t.TempDir(), "poll")
-			code, _, _ := mmr(t, "restore", "--config", h.config, "--at", "latest", "--to", to)
+			code, out, errs := mmr(t, "restore", "--config", h.config, "--at", "latest", "--to", to)
 			got := workspaceTree(t, filepath.Join(to, "sessions"))
 			if code == 0 && diff(got, want) == "" {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("store never caught up: %s", diff(got, want))
+				t.Fatalf("store never caught up: %s\nlast restore (exit %d) said: %s%s", diff(got, want), code, out, errs)
 			}
 			time.Sleep(300 * time.Millisecond)
 		}

@@ -48,6 +48,30 @@ type Index struct {
 	// even after the segments holding that record are gone.
 	Compacted bool  `json:"compacted,omitempty"`
 	Until     int64 `json:"until,omitempty"`
+	// Packs locates the chunks stored inside segment objects (see segment.EncodePacked)
+	// by chunk id, so that a reader fetches one with a ranged read and never scans the
+	// segments. A chunk without a location here is stored as a blob (BlobKey).
+	Packs map[string]Pack `json:"p,omitempty"`
+}
+
+// Pack is where a chunk's bytes are: in the object Key, from offset Off on (its length
+// is the size its chunk reference gives).
+type Pack struct {
+	Key string `json:"k"`
+	Off int64  `json:"o"`
+}
+
+// Locate notes where a stored chunk record says its bytes are (see
+// segment.EncodePacked); records of other kinds, and chunk records that carry their
+// data or name no location, change nothing.
+func (x *Index) Locate(r *journal.Record) {
+	if r.Op != journal.OpChunk || len(r.Data) > 0 || r.Source == "" || r.Offset <= 0 {
+		return
+	}
+	if x.Packs == nil {
+		x.Packs = map[string]Pack{}
+	}
+	x.Packs[r.Path] = Pack{Key: r.Source, Off: r.Offset}
 }
 
 // New returns an empty index.
@@ -66,6 +90,7 @@ func (x *Index) Apply(r *journal.Record) error {
 		return nil
 	}
 	x.Seq, x.Time = r.Seq, r.Time
+	x.Locate(r)
 	_, err := state.Files(x.Files).Apply(r)
 	return err
 }
@@ -78,6 +103,12 @@ func (x *Index) Clone() *Index {
 	for k, e := range x.Files {
 		cp := *e
 		c.Files[k] = &cp
+	}
+	if len(x.Packs) > 0 {
+		c.Packs = make(map[string]Pack, len(x.Packs))
+		for id, p := range x.Packs {
+			c.Packs[id] = p
+		}
 	}
 	return c
 }

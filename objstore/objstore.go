@@ -44,6 +44,10 @@ type Store interface {
 	Put(ctx context.Context, key string, data []byte) error
 	// Get returns the whole object; ErrNotFound (wrapped) when absent.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// GetRange returns n bytes of the object starting at off (a ranged GET);
+	// ErrNotFound (wrapped) when absent, ErrShortRange (wrapped) when the
+	// object ends before off+n.
+	GetRange(ctx context.Context, key string, off, n int64) ([]byte, error)
 	// Open streams an object (for large blobs); ErrNotFound when absent.
 	// The caller closes the reader.
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
@@ -74,6 +78,9 @@ var (
 	ErrNoBucket = errors.New("bucket does not exist")
 	// ErrInvalidKey means a key or prefix broke the key rules (see ValidateKey).
 	ErrInvalidKey = errors.New("invalid key")
+	// ErrShortRange means a ranged read asked for bytes past the object's end,
+	// or for a negative range.
+	ErrShortRange = errors.New("range outside the object")
 )
 
 // ValidateKey enforces the key rules every implementation shares: not empty,
@@ -126,7 +133,7 @@ func Temporary(err error) bool {
 	if err == nil {
 		return false
 	}
-	for _, perm := range []error{context.Canceled, context.DeadlineExceeded,
+	for _, perm := range []error{context.Canceled, context.DeadlineExceeded, ErrShortRange,
 		ErrNotFound, ErrAccessDenied, ErrNoBucket, ErrInvalidKey} {
 		if errors.Is(err, perm) {
 			return false

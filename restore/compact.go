@@ -215,6 +215,10 @@ func Compact(ctx context.Context, store objstore.Store, host string, pol Policy,
 			rep.ManifestsDeleted++
 		}
 	}
+	if err := cp.rescue(ctx, gone, cutoff.Add(pol.BlobGrace)); err != nil {
+		return rep, err
+	}
+	rep.BlobsUploaded = cp.uploaded
 	if err := deleteKeys(ctx, store, gone, objects, pol.DryRun, &rep.BytesFreed); err != nil {
 		return rep, err
 	}
@@ -510,6 +514,14 @@ func (c *compactor) snapshot(ctx context.Context, t time.Time) (*manifest.Index,
 			e.Chunks, e.Since, e.Size = chunks, 0, st.size
 			prev[k] = chunks
 		}
+		if e.Kind == manifest.KindFile {
+			// Its chunks may sit in segments retention deletes: keep them as blobs.
+			for _, ref := range e.Chunks {
+				if err := c.keepChunk(ctx, ref, cur.b.locs.Packs); err != nil {
+					return nil, err
+				}
+			}
+		}
 		out.Files[k] = &e
 	}
 	cur.prev, cur.dirty = prev, map[string]bool{}
@@ -565,6 +577,68 @@ func (c *compactor) putBlob(ctx context.Context, id string, data []byte) error {
 		c.uploaded++
 	}
 	c.known[id] = true
+	return nil
+}
+
+// keepChunk makes sure a chunk is stored as a blob, copying it out of the segment that
+// packs it when it is not (a compacted manifest refers to blobs only, so that it outlives
+// the segments it was built from).
+func (c *compactor) keepChunk(ctx context.Context, ref journal.ChunkRef, packs map[string]manifest.Pack) error {
+	id := ref.ID()
+	if c.known[id] {
+		return nil
+	}
+	key := manifest.BlobKey(id)
+	_, err := c.store.Stat(ctx, key)
+	switch {
+	case err == nil:
+		c.known[id] = true
+		return nil
+	case !errors.Is(err, objstore.ErrNotFound):
+		return fmt.Errorf("compact: stat %s: %w", key, err)
+	}
+	data, err := bucket.ReadChunk(ctx, c.store, packs, ref)
+	if err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	return c.putBlob(ctx, id, data)
+}
+
+// rescue copies into blobs the chunks that segments about to be deleted pack and that a
+// segment kept refers to by id (the sink refers to a chunk it packed recently rather than
+// packing it again, for a few hours at most: only kept segments begun before until are
+// read).
+func (c *compactor) rescue(ctx context.Context, gone map[string]bool, until time.Time) error {
+	if c.cur == nil {
+		return nil
+	}
+	packs := c.cur.b.locs.Packs
+	for _, s := range c.cat.Segments {
+		if gone[s.Key] || !s.FirstTime.Before(until) {
+			continue
+		}
+		body, err := c.store.Get(ctx, s.Key)
+		var recs []journal.Record
+		if err == nil {
+			recs, err = segment.Decode(body)
+		}
+		if err != nil {
+			return fmt.Errorf("compact: segment %s: %w", s.Key, err)
+		}
+		for _, r := range recs {
+			if r.Op != journal.OpFile {
+				continue
+			}
+			list, _ := journal.DecodeChunks(r.Data)
+			for _, ref := range list {
+				if p, ok := packs[ref.ID()]; ok && gone[p.Key] {
+					if err := c.keepChunk(ctx, ref, packs); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
 	return nil
 }
 

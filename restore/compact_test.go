@@ -21,6 +21,7 @@ import (
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/objstore/file"
+	"github.com/mmreplicate/mmreplicate/segment"
 )
 
 // history writes five simulated days of a host: append files that grow, get rewritten
@@ -73,10 +74,16 @@ func history(t *testing.T, st objstore.Store, start time.Time) time.Time {
 		if batches%17 == 0 {
 			body := []byte(fmt.Sprintf("config version %d\n%s", batches, strings.Repeat("y", 100+batches)))
 			ref := journal.ChunkRef{Hash: sha256.Sum256(body), Size: uint32(len(body))}
-			if err := st.Put(ctx, manifest.BlobKey(ref.ID()), body); err != nil {
-				t.Fatal(err)
+			if batches%34 == 0 {
+				// Stored the old way, as a blob.
+				if err := st.Put(ctx, manifest.BlobKey(ref.ID()), body); err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, rec(at, journal.Record{Op: journal.OpChunk, Path: ref.ID()}))
+			} else {
+				// Packed into the batch's segment, as the S3 sink stores it.
+				recs = append(recs, rec(at, journal.Record{Op: journal.OpChunk, Path: ref.ID(), Data: body}))
 			}
-			recs = append(recs, rec(at, journal.Record{Op: journal.OpChunk, Path: ref.ID()}))
 			recs = append(recs, rec(at, journal.Record{Op: journal.OpFile, Path: "etc/app.conf", Offset: int64(len(body)), Mode: 0o600,
 				Data: journal.EncodeChunks([]journal.ChunkRef{ref})}))
 		}
@@ -84,9 +91,13 @@ func history(t *testing.T, st objstore.Store, start time.Time) time.Time {
 			recs = append(recs, rec(at, journal.Record{Op: journal.OpDir, Path: "empty", Mode: 0o750}),
 				rec(at, journal.Record{Op: journal.OpSymlink, Path: "current", Data: []byte("log.jsonl")}))
 		}
-		put(t, st, recs...)
-		for i := range recs {
-			x.Apply(&recs[i])
+		key := segment.Key("h", recs)
+		body, stored := segment.EncodePacked(key, recs, func(string) bool { return true })
+		if err := st.Put(ctx, key, body); err != nil {
+			t.Fatal(err)
+		}
+		for i := range stored {
+			x.Apply(&stored[i])
 		}
 		if batches%6 == 5 {
 			body, err := manifest.Encode(x)

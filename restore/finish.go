@@ -3,7 +3,6 @@ package restore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -20,11 +19,13 @@ import (
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
+	bucket "github.com/mmreplicate/mmreplicate/store"
 )
 
 // finish writes the final state: folders, append files from staging, whole files from
 // their blobs (fetched in parallel, every hash checked), links and databases.
 func finish(ctx context.Context, o Options, b *builder, res *Result) error {
+	o.packs = b.locs.Packs
 	keys := make([]string, 0, len(b.files))
 	for k, st := range b.files {
 		if !st.deleted && o.wantsPath(st.source, st.path) {
@@ -207,14 +208,14 @@ func place(ctx context.Context, pl *placer, st *fileState) error {
 	stage := pl.stage
 	if st.pending() {
 		// Compacted content no later record touched: its chunks are the whole file.
-		if st.tmp, err = stageChunks(ctx, pl.o.Store, !pl.o.NoSync, stage, "base-*", st.chunks); err != nil {
+		if st.tmp, err = stageChunks(ctx, pl.o.Store, pl.o.packs, !pl.o.NoSync, stage, "base-*", st.chunks); err != nil {
 			return err
 		}
 	}
 	tmp := st.tmp
 	switch st.kind {
 	case manifest.KindFile:
-		if tmp, err = stageChunks(ctx, pl.o.Store, !pl.o.NoSync, stage, "blob-*", st.chunks); err != nil {
+		if tmp, err = stageChunks(ctx, pl.o.Store, pl.o.packs, !pl.o.NoSync, stage, "blob-*", st.chunks); err != nil {
 			return err
 		}
 		if err := checkStaged(tmp, st.size, false); err != nil { // fsynced by stageChunks
@@ -271,12 +272,12 @@ func place(ctx context.Context, pl *placer, st *fileState) error {
 
 // stageChunks writes chunks into a new staging file, fsynced when sync is set, and returns
 // its name.
-func stageChunks(ctx context.Context, store objstore.Store, sync bool, stage, pattern string, chunks []journal.ChunkRef) (string, error) {
+func stageChunks(ctx context.Context, store objstore.Store, packs map[string]manifest.Pack, sync bool, stage, pattern string, chunks []journal.ChunkRef) (string, error) {
 	f, err := os.CreateTemp(stage, pattern)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errFatal, err)
 	}
-	err = assemble(ctx, store, f, chunks)
+	err = assemble(ctx, store, packs, f, chunks)
 	if err == nil && sync {
 		if serr := f.Sync(); serr != nil {
 			err = fmt.Errorf("%w: fsync: %w", errFatal, serr)
@@ -292,15 +293,13 @@ func stageChunks(ctx context.Context, store objstore.Store, sync bool, stage, pa
 	return f.Name(), nil
 }
 
-// assemble writes a file's chunks in order, checking each against its hash.
-func assemble(ctx context.Context, store objstore.Store, w io.Writer, chunks []journal.ChunkRef) error {
+// assemble writes a file's chunks in order, each checked against its hash (see
+// store.ReadChunk).
+func assemble(ctx context.Context, st objstore.Store, packs map[string]manifest.Pack, w io.Writer, chunks []journal.ChunkRef) error {
 	for _, c := range chunks {
-		data, err := store.Get(ctx, manifest.BlobKey(c.ID()))
+		data, err := bucket.ReadChunk(ctx, st, packs, c)
 		if err != nil {
-			return fmt.Errorf("blob %s: %w", manifest.BlobKey(c.ID()), err)
-		}
-		if sha256.Sum256(data) != c.Hash || len(data) != int(c.Size) {
-			return fmt.Errorf("blob %s: content does not match its hash", manifest.BlobKey(c.ID()))
+			return err
 		}
 		if _, err := w.Write(data); err != nil {
 			return fmt.Errorf("%w: %w", errFatal, err)

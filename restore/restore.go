@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mmreplicate/mmreplicate/journal"
+	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
 	"github.com/mmreplicate/mmreplicate/segment"
 	"github.com/mmreplicate/mmreplicate/state"
@@ -35,6 +36,7 @@ var ErrNothing = errors.New("nothing to restore")
 
 // Options say what to restore, from where, and to where.
 type Options struct {
+	packs  map[string]manifest.Pack // set by finish: where packed chunks are
 	Store  objstore.Store
 	Host   string
 	At     time.Time // inclusive; ignored when Latest

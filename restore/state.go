@@ -39,18 +39,23 @@ type builder struct {
 	ctx   context.Context
 	store objstore.Store
 	blobs int // blobs fetched that way
+	// locs locates packed chunks: the starting manifest's Packs plus the chunk records
+	// replayed since (only its Packs is used).
+	locs *manifest.Index
 	// noSync: staged files are closed without an fsync (a rebuild into a cache).
 	noSync bool
 }
 
 func newBuilder(ctx context.Context, store objstore.Store, stage string) *builder {
-	return &builder{stage: stage, files: map[string]*fileState{}, open: map[string]*os.File{}, ctx: ctx, store: store}
+	return &builder{stage: stage, files: map[string]*fileState{}, open: map[string]*os.File{}, ctx: ctx, store: store,
+		locs: &manifest.Index{}}
 }
 
 // seed starts from a manifest: whole files, links and folders come from it; append and
 // database content is rebuilt from the records it says are live, on top of its chunks
 // when compaction stored it as a base image.
 func (b *builder) seed(x *manifest.Index) {
+	b.locs = &manifest.Index{Packs: x.Clone().Packs}
 	for k, e := range x.Files {
 		src, path := splitKey(k)
 		st := &fileState{source: src, path: path, kind: e.Kind, size: e.Size, mode: e.Mode, time: e.Time,
@@ -93,7 +98,7 @@ func (b *builder) materialize(key string, st *fileState) error {
 	if _, err := f.Seek(0, 0); err != nil {
 		return fmt.Errorf("%w: %w", errFatal, err)
 	}
-	if err := assemble(b.ctx, b.store, f, chunks); err != nil {
+	if err := assemble(b.ctx, b.store, b.locs.Packs, f, chunks); err != nil {
 		if errors.Is(err, errFatal) || b.ctx.Err() != nil {
 			return err
 		}
@@ -126,6 +131,9 @@ func (b *builder) apply(r *journal.Record) error {
 	key := state.Key(r.Source, r.Path)
 	st := b.files[key]
 	ch, err := state.Step(st.entry(), r)
+	if err == nil && r.Op == journal.OpChunk {
+		b.locs.Locate(r)
+	}
 	if err != nil || r.Op == journal.OpChunk {
 		return err
 	}

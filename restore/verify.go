@@ -69,21 +69,22 @@ func Verify(ctx context.Context, store objstore.Store, hosts []string, parallel 
 		}
 	}
 	rep := &Report{Store: store.String()}
-	refs := map[string]bool{}
+	refs := map[string]journal.ChunkRef{}
+	loc := &chunkLocs{packs: map[string]manifest.Pack{}, sizes: map[string]int64{}}
 	var mu sync.Mutex
 	for _, h := range hosts {
-		hr, err := verifyHost(ctx, store, h, parallel, func(id string) { mu.Lock(); refs[id] = true; mu.Unlock() })
+		hr, err := verifyHost(ctx, store, h, parallel, func(c journal.ChunkRef) { mu.Lock(); refs[c.ID()] = c; mu.Unlock() }, loc)
 		if err != nil {
 			return nil, err
 		}
 		rep.Hosts = append(rep.Hosts, hr)
 	}
-	ids := make([]string, 0, len(refs))
-	for id := range refs {
-		ids = append(ids, id)
+	ids := make([]journal.ChunkRef, 0, len(refs))
+	for _, c := range refs {
+		ids = append(ids, c)
 	}
-	sort.Strings(ids)
-	blobs, bytes, problems, err := checkBlobs(ctx, store, ids, parallel, readData)
+	sort.Slice(ids, func(a, b int) bool { return ids[a].ID() < ids[b].ID() })
+	blobs, bytes, problems, err := checkBlobs(ctx, store, ids, loc, parallel, readData)
 	if err != nil {
 		return nil, err
 	}
@@ -92,11 +93,14 @@ func Verify(ctx context.Context, store objstore.Store, hosts []string, parallel 
 	return rep, nil
 }
 
-func verifyHost(ctx context.Context, store objstore.Store, host string, parallel int, ref func(string)) (HostReport, error) {
+func verifyHost(ctx context.Context, store objstore.Store, host string, parallel int, ref func(journal.ChunkRef), loc *chunkLocs) (HostReport, error) {
 	hr := HostReport{Host: host, Problems: []string{}}
 	cat, err := List(ctx, store, host)
 	if err != nil {
 		return hr, err
+	}
+	for _, in := range cat.Segments {
+		loc.sized(in.Key, in.Size)
 	}
 	hr.Segments, hr.Manifests = len(cat.Segments), len(cat.Manifests)
 	for _, k := range cat.Strangers {
@@ -135,9 +139,10 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 				if r.Op == journal.OpFile {
 					list, _ := journal.DecodeChunks(r.Data)
 					for _, c := range list {
-						ref(c.ID())
+						ref(c)
 					}
 				}
+				loc.note(&r)
 			}
 			if len(bad) > 0 {
 				problems[i] = fmt.Sprintf("segment %s: malformed %s", in.Key, strings.Join(bad, "; "))
@@ -159,9 +164,10 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 			}
 			for _, e := range x.Files {
 				for _, c := range e.Chunks {
-					ref(c.ID())
+					ref(c)
 				}
 			}
+			loc.add(x.Packs)
 			if x.Compacted {
 				mu.Lock()
 				compacted = append(compacted, x)
@@ -208,13 +214,45 @@ func verifyHost(ctx context.Context, store objstore.Store, host string, parallel
 	return hr, nil
 }
 
+// chunkLocs gathers where packed chunks are (from segments' chunk records and manifests'
+// Packs) and the listed sizes of the segments holding them.
+type chunkLocs struct {
+	mu    sync.Mutex
+	packs map[string]manifest.Pack
+	sizes map[string]int64
+}
+
+func (l *chunkLocs) sized(key string, n int64) {
+	l.mu.Lock()
+	l.sizes[key] = n
+	l.mu.Unlock()
+}
+
+func (l *chunkLocs) note(r *journal.Record) {
+	x := manifest.Index{}
+	x.Locate(r)
+	l.add(x.Packs)
+}
+
+func (l *chunkLocs) add(p map[string]manifest.Pack) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, at := range p {
+		// The location in a listed segment wins over one that is gone.
+		if old, ok := l.packs[id]; ok && l.sizes[old.Key] > 0 && l.sizes[at.Key] == 0 {
+			continue
+		}
+		l.packs[id] = at
+	}
+}
+
 // checkBlobs looks up every referenced blob through the store (readData: reads it and
 // checks its hash too). Each is asked for by its key rather than found in a listing of
 // blobs/, because a store may keep blobs under other names (objstore/crypt maps them to
 // keyed hashes) and only resolves them by key. It returns how many were found, their
 // stored bytes, and a problem per missing or damaged blob; the error is for a canceled
 // context only.
-func checkBlobs(ctx context.Context, store objstore.Store, ids []string, parallel int, readData bool) (int, int64, []string, error) {
+func checkBlobs(ctx context.Context, store objstore.Store, refs []journal.ChunkRef, loc *chunkLocs, parallel int, readData bool) (int, int64, []string, error) {
 	var (
 		mu       sync.Mutex
 		found    int
@@ -228,8 +266,26 @@ func checkBlobs(ctx context.Context, store objstore.Store, ids []string, paralle
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
-	for _, id := range ids {
+	for _, c := range refs {
+		id := c.ID()
 		g.Go(func() error {
+			if p, ok := loc.packs[id]; ok && loc.sizes[p.Key] >= p.Off+int64(c.Size) {
+				// Packed in a listed segment: found without a request of its own.
+				if readData {
+					if _, err := bucket.ReadChunk(gctx, store, loc.packs, c); err != nil {
+						if gctx.Err() != nil {
+							return gctx.Err()
+						}
+						report(fmt.Sprintf("chunk %s: %v", id, err))
+						return nil
+					}
+				}
+				mu.Lock()
+				found++
+				bytes += int64(c.Size)
+				mu.Unlock()
+				return nil
+			}
 			key := manifest.BlobKey(id)
 			oi, err := store.Stat(gctx, key)
 			if err != nil {

@@ -6,6 +6,7 @@ package segment
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,6 +21,14 @@ import (
 
 // Magic starts every decompressed segment body; the digit is the format version.
 const Magic = "MMRSEG1\n"
+
+// MagicPacked starts a segment object that also carries the bytes of new chunks (a pack):
+// MagicPacked, the pack's length as 8 big-endian bytes, the pack (raw chunk bytes, one
+// after the other), then the compressed records as Encode writes them.
+const MagicPacked = "MMRSEG2\n"
+
+// PackStart is where the pack of a packed segment object begins.
+const PackStart = int64(len(MagicPacked) + 8)
 
 // timeLayout is fixed-width so that keys sort the same way as the times they carry.
 const timeLayout = "20060102T150405.000000000Z"
@@ -112,9 +121,54 @@ func Encode(recs []journal.Record) []byte {
 	return enc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
 }
 
-// Decode reads a segment body back into its records. Every record's CRC is checked.
+// EncodePacked writes recs as one segment object stored under key, so that one PUT
+// carries the batch with its new chunks: the data of every chunk record for which pack
+// reports true goes into the object's pack, and the stored record keeps no data but
+// names where the bytes are (Source: key; Offset: their position in the object). Every
+// other chunk record is stored without data and Offset 0 (its bytes were stored
+// before). It returns the body and the records as stored.
+func EncodePacked(key string, recs []journal.Record, pack func(id string) bool) ([]byte, []journal.Record) {
+	stored := make([]journal.Record, len(recs))
+	copy(stored, recs)
+	var raw []byte
+	for i := range stored {
+		r := &stored[i]
+		if r.Op != journal.OpChunk {
+			continue
+		}
+		data := r.Data
+		r.Data, r.Source, r.Offset = nil, "", 0
+		if len(data) == 0 || !pack(r.Path) {
+			continue
+		}
+		r.Source, r.Offset = key, PackStart+int64(len(raw))
+		raw = append(raw, data...)
+	}
+	if len(raw) == 0 {
+		return Encode(stored), stored
+	}
+	body := Encode(stored)
+	out := make([]byte, 0, int(PackStart)+len(raw)+len(body))
+	out = append(out, MagicPacked...)
+	out = binary.BigEndian.AppendUint64(out, uint64(len(raw)))
+	out = append(out, raw...)
+	return append(out, body...), stored
+}
+
+// Decode reads a segment body (packed or not) back into its records. Every record's CRC
+// is checked.
 func Decode(b []byte) ([]journal.Record, error) {
 	codecs()
+	if bytes.HasPrefix(b, []byte(MagicPacked)) {
+		if int64(len(b)) < PackStart {
+			return nil, fmt.Errorf("%w: packed header cut short", ErrCorrupt)
+		}
+		n := binary.BigEndian.Uint64(b[len(MagicPacked):PackStart])
+		if n > uint64(int64(len(b))-PackStart) {
+			return nil, fmt.Errorf("%w: pack of %d bytes in an object of %d", ErrCorrupt, n, len(b))
+		}
+		b = b[PackStart+int64(n):]
+	}
 	raw, err := dec.DecodeAll(b, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)

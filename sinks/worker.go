@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mmreplicate/mmreplicate/cost"
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/journal/natsbus"
 )
@@ -28,7 +30,13 @@ type Worker struct {
 	Consumer jetstream.Consumer
 	Interval time.Duration // flush_interval
 	MaxBytes int           // flush early once a batch holds this many bytes
-	Log      *slog.Logger
+	// Budget spaces flushes beyond Interval so that the month stays within the target's
+	// request budget (nil: no budget). Only the Run goroutine uses it.
+	Budget *cost.Bucket
+	// Pricing and Reserve (other PUTs a month: manifests) price the projection in Stats.
+	Pricing cost.Pricing
+	Reserve float64
+	Log     *slog.Logger
 	// StartAfter: records at or below this sequence number are already stored (found in
 	// the store at start-up) and are acknowledged without being written again.
 	StartAfter uint64
@@ -53,7 +61,8 @@ type Worker struct {
 	errs      atomic.Uint64
 	pending   atomic.Int64 // records received but not yet stored
 	gapSince  atomic.Int64 // unix nanos since when records wait behind a gap, 0 if none
-	known     atomic.Bool  // stored is a fact about the store: a write or a resync set it
+	reqs      requests
+	known     atomic.Bool // stored is a fact about the store: a write or a resync set it
 
 	// Owned by the Run goroutine.
 	expect uint64                    // next sequence number to store
@@ -74,11 +83,62 @@ type Stats struct {
 	LastSuccess time.Time
 	Errors      uint64
 	Pending     int64
+	// PUTs of segments by this process in the current UTC hour and month.
+	RequestsHour, RequestsMonth uint64
+	// ProjectedRequestUSD is this month's request cost at the pace so far (manifests
+	// included), at Pricing.
+	ProjectedRequestUSD float64
+	// BudgetWindow is how long a change made now may wait for its upload: the flush
+	// interval, or longer while the budget coalesces sustained activity.
+	BudgetWindow time.Duration
+}
+
+// requests counts the sink's PUTs by UTC hour and month.
+type requests struct {
+	mu          sync.Mutex
+	since       time.Time // start of counting in this month (process start or month start)
+	hour, month time.Time
+	nHour       uint64
+	nMonth      uint64
+	budgetNext  time.Time // when the budget grants the next flush
+}
+
+func (r *requests) roll(now time.Time) {
+	now = now.UTC()
+	if h := now.Truncate(time.Hour); !h.Equal(r.hour) {
+		r.hour, r.nHour = h, 0
+	}
+	if m := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC); !m.Equal(r.month) {
+		r.month, r.nMonth, r.since = m, 0, now
+	}
+}
+
+func (r *requests) put(now, budgetNext time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.roll(now)
+	r.nHour++
+	r.nMonth++
+	r.budgetNext = budgetNext
 }
 
 // Stats returns the worker's current figures.
 func (w *Worker) Stats() Stats {
 	s := Stats{Sink: w.Sink.Name(), StoredSeq: w.stored.Load(), Errors: w.errs.Load(), Pending: w.pending.Load()}
+	now := time.Now()
+	w.reqs.mu.Lock()
+	if w.reqs.since.IsZero() {
+		w.reqs.since = now
+	}
+	w.reqs.roll(now)
+	s.RequestsHour, s.RequestsMonth = w.reqs.nHour, w.reqs.nMonth
+	s.BudgetWindow = max(w.Interval, w.reqs.budgetNext.Sub(now))
+	elapsed := now.Sub(w.reqs.since)
+	w.reqs.mu.Unlock()
+	if elapsed > time.Minute {
+		puts := float64(s.RequestsMonth)/elapsed.Seconds()*cost.Month.Seconds() + w.Reserve
+		s.ProjectedRequestUSD = w.Pricing.Requests(puts, 0)
+	}
 	if t := w.lastFlush.Load(); t > 0 {
 		s.LastSuccess = time.Unix(0, t)
 	}
@@ -188,14 +248,17 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.ackStored()
 				continue
 			}
-			if quiet || b.bytes >= w.MaxBytes {
+			if b.bytes >= w.MaxBytes || due(quiet, lastFlush, time.Now(), w.Interval, w.Budget) == 0 {
 				timer = nil
 				if !w.flush(ctx, &b) {
 					return nil
 				}
 				lastFlush, quiet = time.Now(), false
+				w.Budget.Take(lastFlush)
+				w.reqs.put(lastFlush, lastFlush.Add(w.Budget.Delay(lastFlush)))
+				timer = time.After(w.Interval) // the trailing edge: see what came meanwhile
 			} else if timer == nil {
-				timer = time.After(time.Until(lastFlush.Add(w.Interval)))
+				timer = time.After(due(quiet, lastFlush, time.Now(), w.Interval, w.Budget))
 			}
 		case <-timer:
 			timer = nil
@@ -203,13 +266,30 @@ func (w *Worker) Run(ctx context.Context) error {
 				quiet = true
 				continue
 			}
+			if d := due(false, lastFlush, time.Now(), w.Interval, w.Budget); d > 0 {
+				timer = time.After(d) // the budget holds the batch a little longer
+				continue
+			}
 			if !w.flush(ctx, &b) {
 				return nil
 			}
 			lastFlush = time.Now()
+			w.Budget.Take(lastFlush)
+			w.reqs.put(lastFlush, lastFlush.Add(w.Budget.Delay(lastFlush)))
 			timer = time.After(w.Interval) // stay on the trailing edge while changes continue
 		}
 	}
+}
+
+// due is how long a waiting batch waits before its flush (0: now). The first change after
+// a quiet spell goes at once (the leading edge) while the budget has a token; while
+// changes keep coming, flushes are at least interval apart and spaced by the budget.
+func due(quiet bool, last, now time.Time, interval time.Duration, budget *cost.Bucket) time.Duration {
+	var d time.Duration
+	if !quiet {
+		d = last.Add(interval).Sub(now)
+	}
+	return max(d, budget.Delay(now), 0)
 }
 
 // add takes a message's records: those already stored are dropped, the next ones in

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -392,7 +393,7 @@ func Load(ctx context.Context, store objstore.Store, host string, at time.Time, 
 			if !q.Take(r.Seq) {
 				continue
 			}
-			if err := x.Apply(r); err != nil {
+			if err := x.Apply(r); err != nil { // notes packed chunks' locations too
 				out.Problems = append(out.Problems, fmt.Sprintf("segment %s: %v", s.Key, err))
 			}
 		}
@@ -441,6 +442,45 @@ func Hosts(ctx context.Context, store objstore.Store) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// ReadChunk fetches the bytes of one chunk and checks them against its hash: with a
+// ranged read from the segment object that packs it when packs (a manifest's Packs, kept
+// up to date with the records replayed since) locates it, else (or when that object is
+// gone or does not hold it: compaction copies the chunks that outlive their segment into
+// blobs) from its blob. Every reader of chunk content goes through here.
+func ReadChunk(ctx context.Context, st objstore.Store, packs map[string]manifest.Pack, c journal.ChunkRef) ([]byte, error) {
+	id := c.ID()
+	var packErr error
+	if p, ok := packs[id]; ok {
+		if _, err := segment.ParseKey(p.Key); err != nil {
+			packErr = fmt.Errorf("chunk %s: located in %q, which is not a segment", id, p.Key)
+		} else {
+			data, err := st.GetRange(ctx, p.Key, p.Off, int64(c.Size))
+			switch {
+			case err == nil && sha256.Sum256(data) == c.Hash:
+				return data, nil
+			case err == nil:
+				packErr = fmt.Errorf("chunk %s in %s at %d: content does not match its hash", id, p.Key, p.Off)
+			case ctx.Err() != nil || objstore.Temporary(err):
+				return nil, fmt.Errorf("chunk %s in %s: %w", id, p.Key, err)
+			default:
+				packErr = fmt.Errorf("chunk %s in %s: %w", id, p.Key, err)
+			}
+		}
+	}
+	key := manifest.BlobKey(id)
+	data, err := st.Get(ctx, key)
+	if err != nil {
+		if packErr != nil && errors.Is(err, objstore.ErrNotFound) {
+			return nil, packErr
+		}
+		return nil, fmt.Errorf("blob %s: %w", key, err)
+	}
+	if sha256.Sum256(data) != c.Hash || len(data) != int(c.Size) {
+		return nil, fmt.Errorf("blob %s: content does not match its hash", key)
+	}
+	return data, nil
 }
 
 // BlobKey is where the chunk id is stored, or an error when id is not a chunk id.

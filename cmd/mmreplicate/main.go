@@ -212,6 +212,9 @@ func dispatch(ctx context.Context, cmd string, args []string, stdout, stderr io.
 			return err
 		}
 		fmt.Fprintf(stdout, "config %s is valid: host %s, %d sources, %d S3 targets\n", cfg.Path, cfg.Host, len(cfg.Sources), len(cfg.S3))
+		for _, t := range cfg.S3 {
+			fmt.Fprintln(stdout, app.BudgetSummary(t))
+		}
 		return nil
 	case "run":
 		f := newFlags("run", "run [--config FILE] [--no-sinks]", stderr)

@@ -88,6 +88,7 @@ type S3Server struct {
 	Root string
 
 	bin     string
+	logged  bool // request log on
 	port    int
 	sidecar string
 
@@ -102,6 +103,34 @@ type S3Server struct {
 // The server's output is printed if the test fails.
 func StartS3(t testing.TB) *S3Server {
 	t.Helper()
+	return startS3(t, false)
+}
+
+// StartS3Logged is StartS3 with the server's request log on (one stdout line per
+// request, "… | PUT | /bucket/key | …"), for tests that count requests (see Requests).
+func StartS3Logged(t testing.TB) *S3Server {
+	t.Helper()
+	return startS3(t, true)
+}
+
+// Requests counts the logged requests of method (e.g. "PUT") whose path starts with
+// prefix (e.g. "/bucket/"). The server must have been started by StartS3Logged.
+func (s *S3Server) Requests(method, prefix string) int {
+	n := 0
+	for _, line := range strings.Split(s.log.String(), "\n") {
+		f := strings.Split(line, "|")
+		for i := 0; i+1 < len(f); i++ {
+			if strings.TrimSpace(f[i]) == method && strings.HasPrefix(strings.TrimSpace(f[i+1]), prefix) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+func startS3(t testing.TB, logged bool) *S3Server {
+	t.Helper()
 	bin, err := VersityBinary()
 	if err != nil {
 		t.Fatalf("testenv: Versity S3 Gateway binary missing (%v): %s", err, versityHint)
@@ -114,6 +143,7 @@ func StartS3(t testing.TB) *S3Server {
 		bin:       bin,
 		sidecar:   filepath.Join(dir, "sidecar"),
 		log:       &lockedBuffer{},
+		logged:    logged,
 	}
 	for _, d := range []string{s.Root, s.sidecar} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -158,8 +188,11 @@ func (s *S3Server) Restart(t testing.TB) {
 }
 
 func (s *S3Server) start() error {
-	cmd := exec.Command(s.bin, "--port", "127.0.0.1:"+strconv.Itoa(s.port), "--quiet",
-		"posix", "--sidecar", s.sidecar, s.Root)
+	args := []string{"--port", "127.0.0.1:" + strconv.Itoa(s.port)}
+	if !s.logged {
+		args = append(args, "--quiet")
+	}
+	cmd := exec.Command(s.bin, append(args, "posix", "--sidecar", s.sidecar, s.Root)...)
 	cmd.Env = append(cleanEnv(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	cmd.Stdout = s.log
 	cmd.Stderr = s.log

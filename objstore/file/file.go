@@ -169,6 +169,31 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	return data, nil
 }
 
+// GetRange reads n bytes from off.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("file get range %s: %w: %d+%d", key, objstore.ErrShortRange, off, n)
+	}
+	r, err := s.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	f, ok := r.(*os.File)
+	if !ok {
+		return nil, fmt.Errorf("file get range %s: not a file", key)
+	}
+	buf := make([]byte, n)
+	got, err := f.ReadAt(buf, off)
+	if int64(got) == n {
+		return buf, nil
+	}
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("file get range %s: %w: got %d of %d bytes at %d", key, objstore.ErrShortRange, got, n, off)
+	}
+	return nil, s.fail("get range", key, err)
+}
+
 // Open returns the object's file for streaming.
 func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	p, err := s.path(key)

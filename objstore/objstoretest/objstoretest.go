@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"Canceled", testCanceled},
 		{"Check", testCheck},
+		{"GetRange", testGetRange},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -407,4 +408,26 @@ func testCheck(t *testing.T, s objstore.Store) {
 	if s.String() == "" {
 		t.Fatal("String() is empty")
 	}
+}
+
+func testGetRange(t *testing.T, s objstore.Store) {
+	ctx := t.Context()
+	data := randomBytes(100000, 7)
+	put(t, s, "range/obj", data)
+	for _, r := range [][2]int64{{0, 1}, {0, 100000}, {12345, 4321}, {99999, 1}, {50000, 0}} {
+		got, err := s.GetRange(ctx, "range/obj", r[0], r[1])
+		if err != nil {
+			t.Fatalf("GetRange %d+%d: %v", r[0], r[1], err)
+		}
+		if !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
+			t.Fatalf("GetRange %d+%d: got %d bytes, not the stored ones", r[0], r[1], len(got))
+		}
+	}
+	for _, r := range [][2]int64{{99999, 2}, {100000, 1}, {200000, 5}, {-1, 3}} {
+		if _, err := s.GetRange(ctx, "range/obj", r[0], r[1]); !errors.Is(err, objstore.ErrShortRange) {
+			t.Fatalf("GetRange %d+%d past the end: %v, want ErrShortRange", r[0], r[1], err)
+		}
+	}
+	_, err := s.GetRange(ctx, "range/missing", 0, 1)
+	checkNotFound(t, "GetRange", "range/missing", err)
 }

@@ -190,6 +190,41 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// GetRange reads n bytes from off with one ranged GetObject (a Range header).
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if err := objstore.ValidateKey(key); err != nil {
+		return nil, s.fail("get range", key, err)
+	}
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("s3 get range %s: %w: %d+%d", key, objstore.ErrShortRange, off, n)
+	}
+	if n == 0 {
+		return []byte{}, nil
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.objectKey(key)),
+		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1)),
+	})
+	if err != nil {
+		var status interface{ HTTPStatusCode() int }
+		if errors.As(err, &status) && status.HTTPStatusCode() == 416 {
+			return nil, fmt.Errorf("s3 get range %s: %w: %d+%d", key, objstore.ErrShortRange, off, n)
+		}
+		return nil, s.fail("get range", key, err)
+	}
+	defer out.Body.Close()
+	buf := make([]byte, 0, n)
+	b := bytes.NewBuffer(buf)
+	if _, err := b.ReadFrom(io.LimitReader(out.Body, n+1)); err != nil {
+		return nil, s.fail("get range", key, err)
+	}
+	if int64(b.Len()) != n {
+		return nil, fmt.Errorf("s3 get range %s: %w: got %d of %d bytes at %d", key, objstore.ErrShortRange, b.Len(), n, off)
+	}
+	return b.Bytes(), nil
+}
+
 // Open starts a download and returns its body for streaming.
 func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	out, err := s.get(ctx, "open", key)

@@ -1,6 +1,7 @@
 // Package s3 is the sink that writes batches of records into an object store (S3, or the
-// local folder of the embedded default): chunks as content-addressed blobs, everything
-// else as one segment object per batch, and periodically a manifest of the whole state.
+// local folder of the embedded default): one segment object per batch, written by one PUT
+// that also carries the bytes of the batch's new chunks (see segment.EncodePacked), and
+// periodically a manifest of the whole state, which locates the packed chunks.
 package s3
 
 import (
@@ -12,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/mmreplicate/mmreplicate/journal"
 	"github.com/mmreplicate/mmreplicate/manifest"
 	"github.com/mmreplicate/mmreplicate/objstore"
@@ -23,7 +22,7 @@ import (
 	"github.com/mmreplicate/mmreplicate/store"
 )
 
-// knownTTL bounds how long the sink trusts that a blob it put is still stored.
+// knownTTL bounds how long the sink trusts that a chunk it packed is still where it put it.
 const knownTTL = 6 * time.Hour
 
 // Defaults for manifests: often enough that a restore reads little beyond one manifest,
@@ -46,12 +45,10 @@ type Sink struct {
 
 	mu           sync.Mutex
 	index        *manifest.Index
-	known        map[string]bool // blob ids stored by this process recently
-	knownSince   time.Time
 	lastManifest time.Time
 	manifestSeq  uint64
 	manifests    uint64
-	blobsPut     uint64
+	chunksPacked uint64
 	gap          string // records missing from the stored history: no manifest may hide them
 }
 
@@ -92,7 +89,7 @@ func (s *Sink) Open(ctx context.Context) error {
 		s.Log.Error("the stored history of this host has a gap; no manifest will be written until it is repaired (run verify)",
 			"sink", s.Name(), "host", s.Host, "gap", s.gap)
 	}
-	s.index, s.known = x, map[string]bool{}
+	s.index = x
 	s.manifestSeq, s.lastManifest = x.Seq, time.Now()
 	return nil
 }
@@ -105,7 +102,8 @@ func (s *Sink) Gap() string {
 	return s.gap
 }
 
-// Write uploads the batch's new chunks, then the segment, then (when due) a manifest.
+// Write uploads the batch as one segment object carrying its new chunks, then (when due)
+// a manifest.
 // Errors a retry cannot cure wrap sinks.ErrPermanent.
 func (s *Sink) Write(ctx context.Context, recs []journal.Record) error {
 	if len(recs) == 0 {
@@ -116,21 +114,27 @@ func (s *Sink) Write(ctx context.Context, recs []journal.Record) error {
 			return fmt.Errorf("%w: sink %s: host %s: %w", sinks.ErrPermanent, s.Name(), s.Host, err)
 		}
 	}
-	if err := s.putBlobs(ctx, recs); err != nil {
-		return classify(err)
-	}
-	stripped := make([]journal.Record, len(recs))
-	copy(stripped, recs)
-	for i := range stripped {
-		if stripped[i].Op == journal.OpChunk {
-			stripped[i].Data = nil // stored as a blob; the record keeps the sequence whole
+	key := segment.Key(s.Host, recs)
+	now := time.Now()
+	s.mu.Lock()
+	seen := map[string]bool{}
+	body, stored := segment.EncodePacked(key, recs, func(id string) bool {
+		// A retried batch rewrites its own key: it must carry its chunks again.
+		if seen[id] || s.recentlyPacked(id, key, now) {
+			return false
 		}
-	}
-	if err := s.Store.Put(ctx, segment.Key(s.Host, stripped), segment.Encode(stripped)); err != nil {
+		seen[id] = true
+		return true
+	})
+	s.mu.Unlock()
+	// One PUT carries the records and the bytes of every new chunk.
+	if err := s.Store.Put(ctx, key, body); err != nil {
 		return classify(err)
 	}
+	stripped := stored
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.chunksPacked += uint64(len(seen))
 	for i := range stripped {
 		if err := s.index.Apply(&stripped[i]); err != nil {
 			s.Log.Error("record not applied to the index", "host", s.Host, "err", err) // checked above: not expected
@@ -150,6 +154,7 @@ func (s *Sink) writeManifest(ctx context.Context) {
 		s.Log.Error("manifest not written: the stored history has a gap", "sink", s.Name(), "host", s.Host, "gap", s.gap)
 		return
 	}
+	prunePacks(s.index, time.Now())
 	body, err := manifest.Encode(s.index)
 	if err == nil {
 		err = s.Store.Put(ctx, manifest.ObjectKey(s.index), body)
@@ -172,43 +177,39 @@ func (s *Sink) Flush(ctx context.Context) {
 	}
 }
 
-func (s *Sink) putBlobs(ctx context.Context, recs []journal.Record) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i := range recs {
-		r := &recs[i]
-		if r.Op != journal.OpChunk || len(r.Data) == 0 {
-			continue
-		}
-		s.mu.Lock()
-		if time.Since(s.knownSince) > knownTTL {
-			// Retention sweeps unreferenced blobs after a grace; do not trust for long
-			// that a blob put earlier is still there.
-			clear(s.known)
-			s.knownSince = time.Now()
-		}
-		known := s.known[r.Path]
-		s.mu.Unlock()
-		if known {
-			continue
-		}
-		key, err := store.BlobKey(r.Path)
-		if err != nil {
-			_ = g.Wait()
-			return fmt.Errorf("%w: host %s: record %d: %w", sinks.ErrPermanent, s.Host, r.Seq, err)
-		}
-		g.Go(func() error {
-			if err := s.Store.Put(gctx, key, r.Data); err != nil {
-				return err
-			}
-			s.mu.Lock()
-			s.known[r.Path] = true
-			s.blobsPut++
-			s.mu.Unlock()
-			return nil
-		})
+// recentlyPacked reports whether chunk id is stored in a segment written within knownTTL,
+// so that a new record may refer to it by id: retention deletes old segments (after
+// copying the chunks still referred to into blobs), so an old location is not trusted.
+func (s *Sink) recentlyPacked(id, key string, now time.Time) bool {
+	p, ok := s.index.Packs[id]
+	if !ok || p.Key == key {
+		return false
 	}
-	return g.Wait()
+	in, err := segment.ParseKey(p.Key)
+	return err == nil && now.Sub(in.LastTime) < knownTTL
+}
+
+// prunePacks forgets the locations of chunks no live entry refers to once they are old
+// enough that no new record can refer to them by id (the watcher resends a chunk after
+// the same TTL), so the index grows with the data, not with time.
+func prunePacks(x *manifest.Index, now time.Time) {
+	if len(x.Packs) == 0 {
+		return
+	}
+	live := map[string]bool{}
+	for _, e := range x.Files {
+		for _, c := range e.Chunks {
+			live[c.ID()] = true
+		}
+	}
+	for id, p := range x.Packs {
+		if live[id] {
+			continue
+		}
+		if in, err := segment.ParseKey(p.Key); err != nil || now.Sub(in.LastTime) > 2*knownTTL {
+			delete(x.Packs, id)
+		}
+	}
 }
 
 func classify(err error) error {

@@ -194,7 +194,8 @@ async function showStatus(first) {
         ['Last upload', r => r.last_success ? r.last_success + ' (' + fmtAge(r.last_success) + ')' : 'none yet'],
         ['Loss window', r => r.loss_window_seconds.toFixed(1) + ' s'], ['Errors', r => r.errors],
         ['Requests this month', r => r.requests_month ?? 'not reported by this version'],
-        ['Projected cost', r => r.projected_monthly_cost ?? 'not reported by this version']], 'daemon-sinks'));
+        ['Projected request cost', r => r.projected_request_usd_month == null ? 'not reported by this version' : '$' + r.projected_request_usd_month.toFixed(2) + ' a month'],
+        ['Loss window the budget allows', r => r.budget_loss_window_seconds == null ? 'not reported by this version' : r.budget_loss_window_seconds.toFixed(1) + ' s']], 'daemon-sinks'));
     kids.push(el('h2', {}, 'Journal'),
       tableOf([d.journal], [['Last sequence', r => r.last_seq], ['Published', r => r.published_seq], ['Bytes', r => fmtSize(r.bytes)], ['Full', r => r.full ? 'FULL' : 'no']], 'daemon-journal'));
     kids.push(el('h2', {}, 'Restore drills'),
