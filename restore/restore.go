@@ -244,7 +244,8 @@ func replay(ctx context.Context, o Options, p bucket.Plan, b *builder, res *Resu
 			if r.Seq <= baseSeq && !p.Base.Needs(r) {
 				continue // the manifest already holds its effect
 			}
-			if !o.wants(r) {
+			// A chunk record names no file: where it was packed matters to every filter.
+			if r.Op != journal.OpChunk && !o.wants(r) {
 				continue
 			}
 			if err := b.apply(r); err != nil {
